@@ -1,0 +1,217 @@
+"""Domain values shared by the engine and the transport codec (plain Python + numpy).
+
+These are the in-process API: `Engine` methods take and return them, and the gRPC codec
+translates them to and from `sievedb.v1` messages. Nothing here imports grpc.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, TypeAlias
+
+import numpy as np
+
+from sievedb_server.errors import InvalidArgument, InvalidName
+
+__all__ = [
+    "AttrValue",
+    "Attributes",
+    "CollectionInfo",
+    "CollectionSpec",
+    "FieldSpec",
+    "FieldType",
+    "HnswParams",
+    "Hit",
+    "Metric",
+    "Plan",
+    "PlanStage",
+    "Point",
+    "PointId",
+    "ScrollPage",
+    "SearchParams",
+    "SearchResult",
+    "validate_collection_name",
+]
+
+PointId: TypeAlias = int | str
+"""A user-chosen id: an unsigned 64-bit integer or a non-empty string (≤ 512 UTF-8 bytes)."""
+
+AttrValue: TypeAlias = None | bool | int | float | str | datetime | list[Any]
+Attributes: TypeAlias = dict[str, AttrValue]
+
+_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_U64 = 2**64 - 1
+MAX_STR_ID_BYTES = 512
+
+
+def validate_collection_name(name: str) -> str:
+    """Collection names become LMDB keys and folder names, so they are restricted."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise InvalidName(
+            f"collection name {name!r} is invalid: use 1-64 characters from [A-Za-z0-9_-]"
+        )
+    return name
+
+
+def validate_point_id(pid: object) -> PointId:
+    if isinstance(pid, bool):
+        raise InvalidArgument(f"point id {pid!r} must be an unsigned 64-bit integer or a string")
+    if isinstance(pid, int | np.integer):
+        value = int(pid)
+        if not 0 <= value <= MAX_U64:
+            raise InvalidArgument(f"point id {value} is outside the unsigned 64-bit range")
+        return value
+    if isinstance(pid, str):
+        if not pid or len(pid.encode("utf-8")) > MAX_STR_ID_BYTES:
+            raise InvalidArgument(
+                f"string point ids must be 1-{MAX_STR_ID_BYTES} UTF-8 bytes, got {len(pid)} chars"
+            )
+        return pid
+    raise InvalidArgument(f"point id {pid!r} must be an unsigned 64-bit integer or a string")
+
+
+class Metric(StrEnum):
+    COSINE = "cosine"  # score = cosine similarity, higher is closer; stored vectors normalised
+    INNER_PRODUCT = "ip"  # score = dot product, higher is closer
+    L2 = "l2"  # score = squared euclidean distance, lower is closer
+
+    @property
+    def higher_is_closer(self) -> bool:
+        return self is not Metric.L2
+
+
+class FieldType(StrEnum):
+    KEYWORD = "keyword"
+    KEYWORD_LIST = "keyword_list"
+    INTEGER = "integer"
+    FLOAT = "float"
+    BOOLEAN = "boolean"
+    DATETIME = "datetime"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: FieldType
+    indexed: bool = True
+
+
+@dataclass(frozen=True)
+class HnswParams:
+    """HNSW build and search parameters; documented in docs/PARAMETERS.md."""
+
+    m: int = 16
+    ef_construction: int = 200
+    ef_search: int = 64
+    # Below this many live points a collection is searched exactly (a scan beats the graph).
+    full_scan_threshold: int = 5_000
+
+    def validate(self) -> HnswParams:
+        if not 2 <= self.m <= 128:
+            raise InvalidArgument(f"hnsw m must be in [2, 128], got {self.m}")
+        if not 1 <= self.ef_construction <= 4096:
+            raise InvalidArgument(
+                f"hnsw ef_construction must be in [1, 4096], got {self.ef_construction}"
+            )
+        if not 1 <= self.ef_search <= 4096:
+            raise InvalidArgument(f"hnsw ef_search must be in [1, 4096], got {self.ef_search}")
+        if self.full_scan_threshold < 0:
+            raise InvalidArgument("hnsw full_scan_threshold must be >= 0")
+        return self
+
+
+MAX_DIM = 65_536
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    name: str
+    dim: int
+    metric: Metric = Metric.COSINE
+    hnsw: HnswParams = field(default_factory=HnswParams)
+    schema: tuple[FieldSpec, ...] = ()
+
+    def validate(self) -> CollectionSpec:
+        validate_collection_name(self.name)
+        if not 1 <= self.dim <= MAX_DIM:
+            raise InvalidArgument(f"dim must be in [1, {MAX_DIM}], got {self.dim}")
+        self.hnsw.validate()
+        names = [f.name for f in self.schema]
+        if len(set(names)) != len(names):
+            raise InvalidArgument(f"schema declares a field twice: {names}")
+        return self
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    spec: CollectionSpec
+    point_count: int
+    indexed_count: int
+    watermark: int
+    index_watermark: int
+    disk_bytes: int
+
+
+@dataclass(frozen=True)
+class Point:
+    id: PointId
+    vector: np.ndarray | None = None
+    attributes: Attributes | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: PointId
+    score: float
+    attributes: Attributes | None = None
+    vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class PlanStage:
+    name: str
+    nanos: int
+
+
+@dataclass
+class Plan:
+    """How one query was executed: an explicit, loggable value (`explain` returns it)."""
+
+    strategy: str
+    allowed: int
+    total: int
+    ef: int = 0
+    stages: list[PlanStage] = field(default_factory=list)
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    k: int = 10
+    ef: int | None = None
+    exact: bool = False
+    with_attributes: bool = True
+    with_vectors: bool = False
+    explain: bool = False
+
+    def validate(self) -> SearchParams:
+        if self.k <= 0:
+            raise InvalidArgument(f"k must be positive, got {self.k}")
+        if self.ef is not None and self.ef <= 0:
+            raise InvalidArgument(f"ef must be positive, got {self.ef}")
+        return self
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[Hit]
+    plan: Plan | None = None
+
+
+@dataclass(frozen=True)
+class ScrollPage:
+    points: list[Point]
+    next_cursor: bytes = b""
