@@ -1,0 +1,170 @@
+"""The hnswlib adapter: one HNSW graph per collection, saved with the watermark it reflects.
+
+The graph is derived from LMDB. `save()` writes `index.hnsw` then `index.meta` (msgpack stamp:
+format, watermark, capacity, parameters), each via a temporary file, fsync and atomic rename,
+so the stamp never claims more than the graph file holds. hnswlib is not safe for
+concurrent mutation and search; the owning collection holds a readers-writer lock around it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import hnswlib
+import msgpack
+import numpy as np
+
+from sievedb_server.core.types import HnswParams, Metric
+
+__all__ = ["HnswIndex", "IndexStamp"]
+
+STAMP_FORMAT = 1
+_SPACE = {Metric.COSINE: "ip", Metric.INNER_PRODUCT: "ip", Metric.L2: "l2"}
+
+
+@dataclass(frozen=True)
+class IndexStamp:
+    watermark: int
+    capacity: int
+    dim: int
+    space: str
+    m: int
+    ef_construction: int
+
+
+def _fsync_replace(tmp: Path, final: Path) -> None:
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    dir_fd = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class HnswIndex:
+    def __init__(self, folder: Path, dim: int, metric: Metric, params: HnswParams) -> None:
+        self.folder = folder
+        self.dim = dim
+        self.metric = metric
+        self.params = params
+        self.space = _SPACE[metric]
+        self.index = hnswlib.Index(space=self.space, dim=dim)
+
+    @property
+    def graph_path(self) -> Path:
+        return self.folder / "index.hnsw"
+
+    @property
+    def stamp_path(self) -> Path:
+        return self.folder / "index.meta"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def init_empty(self, capacity: int) -> None:
+        self.index.init_index(
+            max_elements=max(capacity, 1024),
+            M=self.params.m,
+            ef_construction=self.params.ef_construction,
+            random_seed=100,
+        )
+        self.index.set_ef(self.params.ef_search)
+
+    def read_stamp(self) -> IndexStamp | None:
+        try:
+            doc = msgpack.unpackb(self.stamp_path.read_bytes(), raw=False)
+            if doc.get("format") != STAMP_FORMAT:
+                return None
+            return IndexStamp(
+                watermark=int(doc["watermark"]),
+                capacity=int(doc["capacity"]),
+                dim=int(doc["dim"]),
+                space=str(doc["space"]),
+                m=int(doc["m"]),
+                ef_construction=int(doc["ef_construction"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError, msgpack.ExtraData):
+            return None
+
+    def try_load(self, stamp: IndexStamp) -> bool:
+        """Load the saved graph if it matches this collection; False means rebuild."""
+        if (stamp.dim, stamp.space, stamp.m, stamp.ef_construction) != (
+            self.dim,
+            self.space,
+            self.params.m,
+            self.params.ef_construction,
+        ) or not self.graph_path.exists():
+            return False
+        try:
+            self.index.load_index(str(self.graph_path), max_elements=stamp.capacity)
+        except RuntimeError:
+            self.index = hnswlib.Index(space=self.space, dim=self.dim)
+            return False
+        self.index.set_ef(self.params.ef_search)
+        return True
+
+    def save(self, watermark: int) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp_graph = self.graph_path.with_suffix(".hnsw.tmp")
+        self.index.save_index(str(tmp_graph))
+        _fsync_replace(tmp_graph, self.graph_path)
+        stamp = {
+            "format": STAMP_FORMAT,
+            "watermark": watermark,
+            "capacity": self.index.get_max_elements(),
+            "dim": self.dim,
+            "space": self.space,
+            "m": self.params.m,
+            "ef_construction": self.params.ef_construction,
+        }
+        tmp_stamp = self.stamp_path.with_suffix(".meta.tmp")
+        tmp_stamp.write_bytes(msgpack.packb(stamp))
+        _fsync_replace(tmp_stamp, self.stamp_path)
+
+    # -- mutation (caller holds the write lock) ----------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        return int(self.index.get_max_elements())
+
+    def ensure_capacity(self, needed: int) -> None:
+        cap = self.capacity
+        if needed > cap:
+            self.index.resize_index(max(needed, cap * 2))
+
+    def labels(self) -> np.ndarray:
+        """Every label in the graph, including marked-deleted ones."""
+        return np.asarray(self.index.get_ids_list(), dtype=np.int64)
+
+    def add(self, labels: np.ndarray, vectors: np.ndarray, num_threads: int = 1) -> None:
+        """Insert or replace (re-adding a label updates its vector and un-deletes it)."""
+        if len(labels) == 0:
+            return
+        self.ensure_capacity(int(self.index.element_count) + len(labels))
+        self.index.add_items(vectors, labels, num_threads=num_threads)
+
+    def mark_deleted(self, labels: np.ndarray) -> None:
+        for label in labels.tolist():
+            try:
+                self.index.mark_deleted(label)
+            except RuntimeError:
+                pass  # not in the graph, or already deleted: both mean "not searchable"
+
+    # -- search (caller holds the read lock) -------------------------------------------------
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        ef: int,
+        filter_fn: Callable[[int], bool] | None = None,
+        num_threads: int = 1,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and hnswlib distances, shape (n, k); raises RuntimeError when short of k."""
+        self.index.set_ef(max(ef, k))
+        labels, dists = self.index.knn_query(queries, k=k, num_threads=num_threads, filter=filter_fn)
+        return labels.astype(np.int64), dists

@@ -1,0 +1,78 @@
+"""A contiguous, memory-mapped float32 array of vectors indexed by label (derived from LMDB).
+
+The exact path scores straight from this array (no `hnswlib.get_items` on hot paths). It is a
+derived artefact like the HNSW file: flushed at checkpoints and repaired by replay on open.
+Alongside it live the in-memory `live` mask and, for L2, squared norms.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["VectorArray"]
+
+
+class VectorArray:
+    """Label-indexed vectors in `path` (raw float32, row-major), growing by doubling.
+
+    Not thread-safe by itself: the owning collection serialises growth against readers.
+    """
+
+    def __init__(self, path: Path, dim: int, capacity: int, *, keep_sqnorms: bool) -> None:
+        self.path = path
+        self.dim = dim
+        self.capacity = 0
+        self._mm: np.memmap | None = None
+        self.live = np.zeros(0, dtype=bool)
+        self.sqnorms: np.ndarray | None = np.zeros(0, dtype=np.float32) if keep_sqnorms else None
+        self.ensure_capacity(max(capacity, 1024))
+
+    @property
+    def data(self) -> np.ndarray:
+        assert self._mm is not None  # opened in __init__; never None afterwards
+        return self._mm
+
+    def ensure_capacity(self, needed: int) -> bool:
+        """Grow to hold labels < `needed`; returns True if the array was remapped."""
+        if needed <= self.capacity:
+            return False
+        new_cap = max(needed, self.capacity * 2, 1024)
+        if self._mm is not None:
+            self._mm.flush()
+            self._mm = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "ab") as fh:
+            current = fh.seek(0, os.SEEK_END)
+            want = new_cap * self.dim * 4
+            if current < want:
+                fh.truncate(want)
+        self._mm = np.memmap(self.path, dtype="<f4", mode="r+", shape=(new_cap, self.dim))
+        live = np.zeros(new_cap, dtype=bool)
+        live[: self.live.shape[0]] = self.live
+        self.live = live
+        if self.sqnorms is not None:
+            sq = np.zeros(new_cap, dtype=np.float32)
+            sq[: self.sqnorms.shape[0]] = self.sqnorms
+            self.sqnorms = sq
+        self.capacity = new_cap
+        return True
+
+    def write(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        self.data[labels] = vectors
+        self.live[labels] = True
+        if self.sqnorms is not None:
+            self.sqnorms[labels] = np.einsum("ij,ij->i", vectors, vectors)
+
+    def kill(self, labels: np.ndarray) -> None:
+        self.live[labels] = False
+
+    def flush(self) -> None:
+        if self._mm is not None:
+            self._mm.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self._mm = None

@@ -1,0 +1,194 @@
+"""One collection's LMDB environment: the source of truth (see `layout` for the keys).
+
+`CollectionStore` opens the environment and hands out transactions plus typed accessors. It
+knows nothing of indexes; `core.collection` orchestrates. One write transaction per request
+batch; LMDB serialises writers and gives readers a consistent snapshot without blocking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import lmdb
+import numpy as np
+
+from sievedb_server.core.types import Attributes, CollectionSpec, PointId
+from sievedb_server.errors import CorruptData, StoreFull
+from sievedb_server.storage import layout, serde
+
+__all__ = ["CollectionStore"]
+
+DEFAULT_MAP_SIZE = 1 << 40  # virtual address space only; the file grows with the data
+
+
+class CollectionStore:
+    def __init__(self, path: Path, *, sync: bool = True, map_size: int = DEFAULT_MAP_SIZE) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        try:
+            self.env = lmdb.open(
+                str(path),
+                map_size=map_size,
+                max_dbs=len(layout.DB_NAMES) + 4,
+                sync=sync,
+                metasync=sync,
+                readahead=False,
+                max_readers=512,
+            )
+        except lmdb.Error as exc:
+            raise CorruptData(f"cannot open store at {path}: {exc}") from exc
+        self.db = {name: self.env.open_db(name.encode()) for name in layout.DB_NAMES}
+
+    def close(self) -> None:
+        self.env.close()
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+
+    # -- transactions --------------------------------------------------------------------
+
+    def read(self) -> lmdb.Transaction:
+        return self.env.begin(write=False, buffers=True)
+
+    def write(self) -> lmdb.Transaction:
+        return self.env.begin(write=True)
+
+    @staticmethod
+    def commit(txn: lmdb.Transaction) -> None:
+        try:
+            txn.commit()
+        except lmdb.MapFullError as exc:
+            raise StoreFull(f"the store is full: {exc}") from exc
+
+    # -- meta ----------------------------------------------------------------------------
+
+    def init_meta(self, txn: lmdb.Transaction, spec: CollectionSpec) -> None:
+        meta = self.db["meta"]
+        txn.put(layout.META_FORMAT, layout.encode_u64(layout.FORMAT_VERSION), db=meta)
+        txn.put(layout.META_SPEC, serde.pack_spec(spec), db=meta)
+        txn.put(layout.META_WATERMARK, layout.encode_u64(0), db=meta)
+        txn.put(layout.META_NEXT_LABEL, layout.encode_u64(0), db=meta)
+
+    def spec(self, txn: lmdb.Transaction) -> CollectionSpec | None:
+        raw = txn.get(layout.META_SPEC, db=self.db["meta"])
+        return None if raw is None else serde.unpack_spec(bytes(raw))
+
+    def put_spec(self, txn: lmdb.Transaction, spec: CollectionSpec) -> None:
+        txn.put(layout.META_SPEC, serde.pack_spec(spec), db=self.db["meta"])
+
+    def _meta_u64(self, txn: lmdb.Transaction, key: bytes) -> int:
+        raw = txn.get(key, db=self.db["meta"])
+        if raw is None:
+            raise CorruptData(f"store {self.path} lacks meta key {key!r}")
+        return layout.decode_u64(bytes(raw))
+
+    def watermark(self, txn: lmdb.Transaction) -> int:
+        return self._meta_u64(txn, layout.META_WATERMARK)
+
+    def next_label(self, txn: lmdb.Transaction) -> int:
+        return self._meta_u64(txn, layout.META_NEXT_LABEL)
+
+    def set_counters(self, txn: lmdb.Transaction, watermark: int, next_label: int) -> None:
+        meta = self.db["meta"]
+        txn.put(layout.META_WATERMARK, layout.encode_u64(watermark), db=meta)
+        txn.put(layout.META_NEXT_LABEL, layout.encode_u64(next_label), db=meta)
+
+    # -- points --------------------------------------------------------------------------
+
+    def label_of(self, txn: lmdb.Transaction, pid: PointId) -> int | None:
+        raw = txn.get(layout.encode_point_id(pid), db=self.db["ids"])
+        return None if raw is None else layout.decode_label(bytes(raw))
+
+    def id_of(self, txn: lmdb.Transaction, label: int) -> PointId | None:
+        raw = txn.get(layout.encode_label(label), db=self.db["labels"])
+        return None if raw is None else layout.decode_point_id(bytes(raw))
+
+    def put_point(
+        self,
+        txn: lmdb.Transaction,
+        label: int,
+        pid: PointId,
+        vector: bytes,
+        attrs: Attributes | None,
+        *,
+        is_new: bool,
+    ) -> None:
+        key = layout.encode_label(label)
+        if is_new:
+            txn.put(layout.encode_point_id(pid), key, db=self.db["ids"])
+            txn.put(key, layout.encode_point_id(pid), db=self.db["labels"])
+        txn.put(key, vector, db=self.db["vectors"])
+        if attrs:
+            txn.put(key, serde.pack_attributes(attrs), db=self.db["attrs"])
+        else:
+            txn.delete(key, db=self.db["attrs"])
+
+    def delete_point(self, txn: lmdb.Transaction, label: int, pid: PointId) -> None:
+        key = layout.encode_label(label)
+        txn.delete(layout.encode_point_id(pid), db=self.db["ids"])
+        for name in ("labels", "vectors", "attrs"):
+            txn.delete(key, db=self.db[name])
+
+    def attributes(self, txn: lmdb.Transaction, label: int) -> Attributes | None:
+        raw = txn.get(layout.encode_label(label), db=self.db["attrs"])
+        return None if raw is None else serde.unpack_attributes(bytes(raw))
+
+    def vector(self, txn: lmdb.Transaction, label: int) -> bytes | None:
+        raw = txn.get(layout.encode_label(label), db=self.db["vectors"])
+        return None if raw is None else bytes(raw)
+
+    def iter_labels(self, txn: lmdb.Transaction, start: int = 0) -> Iterator[tuple[int, PointId]]:
+        with txn.cursor(db=self.db["labels"]) as cur:
+            if not cur.set_range(layout.encode_label(start)):
+                return
+            for key, value in cur:
+                yield layout.decode_label(bytes(key)), layout.decode_point_id(bytes(value))
+
+    def iter_vectors(
+        self, txn: lmdb.Transaction, dim: int, chunk: int = 8192
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(labels, vectors) chunks in label order, for rebuilding derived structures."""
+        labels: list[int] = []
+        rows: list[bytes] = []
+        with txn.cursor(db=self.db["vectors"]) as cur:
+            for key, value in cur:
+                labels.append(layout.decode_label(bytes(key)))
+                rows.append(bytes(value))
+                if len(labels) == chunk:
+                    yield _chunk(labels, rows, dim)
+                    labels, rows = [], []
+        if labels:
+            yield _chunk(labels, rows, dim)
+
+    # -- write log (what the derived index must replay) ---------------------------------
+
+    def append_log(self, txn: lmdb.Transaction, seq: int, labels: np.ndarray) -> None:
+        txn.put(layout.encode_u64(seq), serde.pack_labels(labels), db=self.db["log"])
+
+    def log_since(self, txn: lmdb.Transaction, after: int) -> tuple[int | None, np.ndarray]:
+        """(first sequence number found > after, labels touched by writes after `after`)."""
+        first: int | None = None
+        parts: list[np.ndarray] = []
+        with txn.cursor(db=self.db["log"]) as cur:
+            if cur.set_range(layout.encode_u64(after + 1)):
+                for key, value in cur:
+                    seq = layout.decode_u64(bytes(key))
+                    first = seq if first is None else first
+                    parts.append(serde.unpack_labels(bytes(value)))
+        labels = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+        return first, labels
+
+    def truncate_log(self, txn: lmdb.Transaction, upto: int) -> None:
+        with txn.cursor(db=self.db["log"]) as cur:
+            while cur.first():
+                if layout.decode_u64(bytes(cur.key())) > upto:
+                    break
+                cur.delete()
+
+
+def _chunk(labels: list[int], rows: list[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    data = np.frombuffer(b"".join(rows), dtype="<f4")
+    if data.size != len(rows) * dim:
+        raise CorruptData("a stored vector has the wrong length")
+    return np.asarray(labels, dtype=np.int64), data.reshape(len(rows), dim)
