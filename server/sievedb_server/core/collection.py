@@ -123,6 +123,7 @@ class Collection:
             self._rebuild()
             how = "rebuilt"
         else:
+            self.vectors.recompute_sqnorms()
             self._replay(replay)
             how = f"loaded, replayed {replay.size} labels"
         log.info(

@@ -265,7 +265,8 @@ class Engine:
             except Exception:  # keep serving; the next round or a restart replays the log
                 log.exception("background checkpoint failed")
 
-    def close(self) -> None:
+    def close(self, *, checkpoint: bool = True) -> None:
+        """Stop the checkpointer, save every dirty index (unless told not to), close stores."""
         with self._lock:
             if self._closed:
                 return
@@ -274,5 +275,5 @@ class Engine:
             colls = list(self._collections.values())
         self._checkpointer.join(timeout=60)
         for coll in colls:
-            coll.close()
+            coll.close(checkpoint=checkpoint)
         log.info("engine closed (%d collections checkpointed)", len(colls))

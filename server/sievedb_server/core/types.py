@@ -105,7 +105,7 @@ class HnswParams:
 
     m: int = 16
     ef_construction: int = 200
-    ef_search: int = 64
+    ef_search: int = 128
     # Below this many live points a collection is searched exactly (a scan beats the graph).
     full_scan_threshold: int = 5_000
 

@@ -66,6 +66,14 @@ class VectorArray:
         if self.sqnorms is not None:
             self.sqnorms[labels] = np.einsum("ij,ij->i", vectors, vectors)
 
+    def recompute_sqnorms(self, chunk: int = 65_536) -> None:
+        """Derive the squared norms from the file (after loading it from disk)."""
+        if self.sqnorms is None:
+            return
+        for start in range(0, self.capacity, chunk):
+            block = np.asarray(self.data[start : start + chunk])
+            self.sqnorms[start : start + chunk] = np.einsum("ij,ij->i", block, block)
+
     def kill(self, labels: np.ndarray) -> None:
         self.live[labels] = False
 
