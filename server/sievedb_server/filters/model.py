@@ -31,6 +31,7 @@ from sievedb_server.errors import InvalidFilter
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_KEY_CHARS",
     "MAX_SIZE",
     "Condition",
     "Filter",
@@ -61,6 +62,7 @@ MAX_SIZE = 10_000
 """Most nodes (conditions, nested filters, and values listed in any/except/has_id)."""
 
 MAX_KEY_CHARS = 128
+"""Longest field name (characters)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -476,8 +478,10 @@ class Filter(_Node):
                 terms.append(f"at_least({self.min_should}, {inner})")
             elif len(self.should) == 1:
                 terms.append(_term(self.should[0]))
-            else:
+            elif self.must or self.must_not:
                 terms.append("(" + " or ".join(_term(c) for c in self.should) + ")")
+            else:
+                terms.append(" or ".join(_term(c) for c in self.should))
         terms.extend(f"not {_term(c)}" for c in self.must_not)
         return " and ".join(terms) if terms else "true"
 
