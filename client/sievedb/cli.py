@@ -184,7 +184,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     with client_from_args(args) as db:
         info = db.describe_collection(args.collection)
     hnsw = info.hnsw
-    rows = [
+    rows: list[list[Any]] = [
         ["name", info.name],
         ["dim", info.dim],
         ["metric", info.metric],
