@@ -116,7 +116,7 @@ class Client:
                 m=m or 0,
                 ef_construction=ef_construction or 0,
                 ef_search=ef_search or 0,
-                full_scan_threshold=full_scan_threshold or 0,
+                full_scan_threshold=full_scan_threshold,
             ),
             schema=_wire.encode_schema(schema),
         )

@@ -18,11 +18,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from pyroaring import BitMap
 
+from sievedb_server.core.query import AllowedSet, QueryOutcome, resolve_filter, run_query
 from sievedb_server.core.rwlock import RWLock
 from sievedb_server.core.types import (
     Attributes,
@@ -38,6 +40,9 @@ from sievedb_server.core.types import (
     SearchResult,
 )
 from sievedb_server.errors import CorruptData, PointNotFound
+from sievedb_server.filters.model import Filter
+from sievedb_server.filters.reference import matches
+from sievedb_server.index.attributes import AttributeIndex, StagedChanges
 from sievedb_server.index.exact import exact_topk, score_matrix
 from sievedb_server.index.hnsw import HnswIndex
 from sievedb_server.index.vectors import VectorArray
@@ -71,7 +76,7 @@ class Collection:
             self.spec = stored
             self._watermark = self.store.watermark(txn)
             next_label = self.store.next_label(txn)
-        self._write_mutex = threading.Lock()
+        self._write_mutex = threading.RLock()  # re-entered by delete-by-filter
         self._index_lock = RWLock()
         vec_path = folder / "vectors.f32"
         vec_file_ok = vec_path.exists() and vec_path.stat().st_size >= next_label * self.dim * 4
@@ -80,6 +85,10 @@ class Collection:
         )
         self.graph = HnswIndex(folder, self.dim, self.metric, self.spec.hnsw)
         self.in_graph = np.zeros(self.vectors.capacity, dtype=bool)
+        self.attr_index = AttributeIndex(self.spec.schema)
+        with self.store.read() as txn:
+            self.attr_index.load(txn, self.store.db["postings"], self.store.db["numeric"])
+        self.live_bitmap = BitMap()
         self._index_watermark = 0
         self._closed = False
         self._recover(vec_file_ok)
@@ -111,6 +120,7 @@ class Collection:
                 (label for label, _ in self.store.iter_labels(txn)), dtype=np.int64
             )
             self.vectors.live[live_labels] = True
+            self.live_bitmap = BitMap(live_labels.astype(np.uint32))
             self._live_count = int(live_labels.size)
             stamp = self.graph.read_stamp()
             replay: np.ndarray | None = None
@@ -198,6 +208,8 @@ class Collection:
                 seq = self.store.watermark(txn) + 1
                 next_label = self.store.next_label(txn)
                 new_points = 0
+                staged = StagedChanges()
+                indexed = bool(self.attr_index.fields)
                 for i, pid in enumerate(ids):
                     label = self.store.label_of(txn, pid)
                     is_new = label is None
@@ -205,10 +217,15 @@ class Collection:
                         label, next_label = next_label, next_label + 1
                         new_points += 1
                     attrs = attributes[i] if attributes is not None else None
+                    if indexed:
+                        old = None if is_new else self.store.attributes(txn, label)
+                        self.attr_index.stage(staged, label, old, attrs)
                     self.store.put_point(
                         txn, label, pid, vectors[i].tobytes(), attrs, is_new=is_new
                     )
                     labels[i] = label
+                self.attr_index.write(staged, txn, self.store.db["postings"],
+                                      self.store.db["numeric"])
                 self.store.append_log(txn, seq, labels)
                 self.store.set_counters(txn, seq, next_label)
             except BaseException:
@@ -216,10 +233,12 @@ class Collection:
                 raise
             self.store.commit(txn)
             self._watermark = seq
-            self._apply_upsert(labels, vectors, new_points)
+            self._apply_upsert(labels, vectors, new_points, staged)
         return seq
 
-    def _apply_upsert(self, labels: np.ndarray, vectors: np.ndarray, new_points: int) -> None:
+    def _apply_upsert(
+        self, labels: np.ndarray, vectors: np.ndarray, new_points: int, staged: StagedChanges
+    ) -> None:
         # The last occurrence of a label in the batch wins, as in LMDB.
         rev_unique, rev_idx = np.unique(labels[::-1], return_index=True)
         keep = len(labels) - 1 - rev_idx
@@ -234,6 +253,8 @@ class Collection:
                 self.in_graph[lb] = True
         with self._index_lock.write():
             self._live_count += new_points
+            self.live_bitmap.update(labels.astype(np.uint32))
+            self.attr_index.apply(staged)
 
     def delete(self, ids: Sequence[PointId]) -> tuple[int, int]:
         """Delete the points that exist; returns (deleted, watermark)."""
@@ -241,9 +262,13 @@ class Collection:
             txn = self.store.write()
             try:
                 labels = []
+                staged = StagedChanges()
                 for pid in dict.fromkeys(ids):
                     label = self.store.label_of(txn, pid)
                     if label is not None:
+                        if self.attr_index.fields:
+                            old = self.store.attributes(txn, label)
+                            self.attr_index.stage(staged, label, old, None)
                         self.store.delete_point(txn, label, pid)
                         labels.append(label)
                 if not labels:
@@ -251,6 +276,8 @@ class Collection:
                     return 0, self._watermark
                 seq = self.store.watermark(txn) + 1
                 arr = np.asarray(labels, dtype=np.int64)
+                self.attr_index.write(staged, txn, self.store.db["postings"],
+                                      self.store.db["numeric"])
                 self.store.append_log(txn, seq, arr)
                 self.store.set_counters(txn, seq, self.store.next_label(txn))
             except BaseException:
@@ -263,12 +290,106 @@ class Collection:
                 self.graph.mark_deleted(arr)
                 self.in_graph[arr] = False
                 self._live_count -= len(arr)
+                self.live_bitmap.difference_update(BitMap(arr.astype(np.uint32)))
+                self.attr_index.apply(staged)
         return len(arr), seq
 
     # -- reads -----------------------------------------------------------------------------
 
-    def count(self) -> int:
-        return self._live_count
+    def matching_labels(self, flt: Filter | None) -> BitMap:
+        """Exactly the live labels that pass `flt` (a snapshot copy)."""
+        with self._index_lock.read():
+            if flt is None or flt.is_empty():
+                return BitMap(self.live_bitmap)
+            return resolve_filter(self, flt, force_exact=True).bitmap
+
+    def count(self, flt: Filter | None = None) -> int:
+        if flt is None or flt.is_empty():
+            return self._live_count
+        return len(self.matching_labels(flt))
+
+    def delete_matching(self, flt: Filter) -> tuple[int, int]:
+        with self._write_mutex:
+            labels = self.matching_labels(flt)
+            with self.store.read() as txn:
+                ids = [self.store.id_of(txn, label) for label in labels]
+            return self.delete([pid for pid in ids if pid is not None])
+
+    def scroll(
+        self,
+        flt: Filter | None,
+        limit: int,
+        cursor: bytes,
+        *,
+        with_vectors: bool,
+        with_attributes: bool,
+    ) -> ScrollPage:
+        """Points in label (arrival) order from `cursor`; the cursor is the next label."""
+        start = layout.decode_label(cursor) if cursor else 0
+        labels = np.asarray(self.matching_labels(flt).to_array(), dtype=np.int64)
+        begin = int(np.searchsorted(labels, start))
+        page = labels[begin : begin + limit]
+        more = begin + limit < len(labels)
+        points: list[Point] = []
+        with self.store.read() as txn:
+            for label in page.tolist():
+                pid = self.store.id_of(txn, label)
+                if pid is None:
+                    continue
+                vec = None
+                if with_vectors:
+                    raw = self.store.vector(txn, label)
+                    vec = None if raw is None else np.frombuffer(raw, dtype="<f4").copy()
+                attrs = (self.store.attributes(txn, label) or {}) if with_attributes else None
+                points.append(Point(pid, vec, attrs))
+        next_cursor = layout.encode_label(int(labels[begin + limit])) if more else b""
+        return ScrollPage(points, next_cursor)
+
+    def update_schema(
+        self, fields: Sequence[FieldSpec], validate: Callable[[tuple[FieldSpec, ...], dict], dict]
+    ) -> None:
+        """Declare new fields or start indexing declared ones; backfills indexes in one txn.
+
+        Existing attributes must satisfy the new declarations (`validate` raises otherwise),
+        and nothing is written unless all do.
+        """
+        with self._write_mutex:
+            current = {f.name: f for f in self.spec.schema}
+            for f in fields:
+                old = current.get(f.name)
+                if old is not None and old.type is not f.type:
+                    raise InvalidArgument(
+                        f"field {f.name!r} is declared as {old.type.value}; "
+                        f"it cannot become {f.type.value}"
+                    )
+                current[f.name] = FieldSpec(f.name, f.type, f.indexed or (old is not None and old.indexed))
+            schema = tuple(current.values())
+            newly = [f for f in schema if f.indexed and not (
+                f.name in self.attr_index.fields)]
+            spec = CollectionSpec(self.spec.name, self.spec.dim, self.spec.metric,
+                                  self.spec.hnsw, schema).validate()
+            fresh = AttributeIndex(newly)
+            staged = StagedChanges()
+            txn = self.store.write()
+            try:
+                with txn.cursor(db=self.store.db["attrs"]) as cur:
+                    for key, _ in cur:
+                        label = layout.decode_label(bytes(key))
+                        attrs = self.store.attributes(txn, label) or {}
+                        validate(schema, attrs)
+                        fresh.stage(staged, label, None, attrs)
+                fresh.write(staged, txn, self.store.db["postings"], self.store.db["numeric"])
+                self.store.put_spec(txn, spec)
+            except BaseException:
+                txn.abort()
+                raise
+            self.store.commit(txn)
+            index = AttributeIndex(schema)
+            with self.store.read() as rtxn:
+                index.load(rtxn, self.store.db["postings"], self.store.db["numeric"])
+            with self._index_lock.write():
+                self.spec = spec
+                self.attr_index = index
 
     def get(
         self,
@@ -298,73 +419,122 @@ class Collection:
             raise PointNotFound(f"collection {self.name!r} has no point {shown}{more}")
         return points
 
-    def search_batch(self, queries: np.ndarray, params: SearchParams) -> list[SearchResult]:
-        """Unfiltered k-NN for each row of `queries` (already validated, float32)."""
+    def search_batch(
+        self,
+        queries: np.ndarray,
+        params: SearchParams,
+        filters: Sequence[Filter | None] | None = None,
+    ) -> list[SearchResult]:
+        """k-NN for each row of `queries` (validated float32), each with its own filter or None."""
         if self.metric is Metric.COSINE:
             queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        ef = params.ef or self.spec.hnsw.ef_search
+        flts = [
+            None if f is None or f.is_empty() else f
+            for f in (filters or [None] * len(queries))
+        ]
         with self._index_lock.read():
-            total = self._live_count
-            k = min(params.k, total)
-            t0 = time.perf_counter_ns()
-            use_exact = params.exact or total <= self.spec.hnsw.full_scan_threshold
-            strategy = "exact" if use_exact else "hnsw"
-            labels = scores = None
-            if not use_exact and k > 0:
-                try:
-                    labels, dists = self.graph.search(
-                        queries, k, ef, num_threads=1 if len(queries) == 1 else THREADS
-                    )
-                    scores = dists if self.metric is Metric.L2 else 1.0 - dists
-                except RuntimeError:
-                    strategy = "exact (hnsw returned fewer than k)"
-            if labels is None:
-                labels, scores = self._exact(queries, k)
-            t1 = time.perf_counter_ns()
-            vecs = self.vectors.data[labels.ravel()].reshape(*labels.shape, self.dim).copy() if (
-                params.with_vectors
-            ) else None
-        results = self._materialise(labels, scores, vecs, params)
-        t2 = time.perf_counter_ns()
+            outcomes = self._batched_unfiltered(queries, params) if not any(flts) else None
+            if outcomes is None:
+                resolved: dict[Filter, AllowedSet] = {}
+                outcomes = []
+                for q, flt in zip(queries, flts):
+                    allowed = None
+                    if flt is not None:
+                        allowed = resolved.get(flt)
+                        if allowed is None:
+                            allowed = resolved[flt] = resolve_filter(self, flt, force_exact=False)
+                    outcomes.append(run_query(self, q, params, allowed))
+            vecs = (
+                [self.vectors.data[o.labels].copy() for o in outcomes]
+                if params.with_vectors
+                else None
+            )
+        t0 = time.perf_counter_ns()
+        results = self._materialise(
+            [o.labels for o in outcomes], [o.scores for o in outcomes], vecs, params
+        )
+        fetch_ns = (time.perf_counter_ns() - t0) // max(len(outcomes), 1)
         if not params.explain:
             return results
-        per_query = len(queries)
-        plan_stages = [
-            PlanStage("search", (t1 - t0) // per_query),
-            PlanStage("fetch", (t2 - t1) // per_query),
-        ]
+        for outcome in outcomes:
+            outcome.plan.stages.append(PlanStage("fetch", fetch_ns))
+        return [SearchResult(r.hits, o.plan) for r, o in zip(results, outcomes)]
+
+    def _batched_unfiltered(
+        self, queries: np.ndarray, params: SearchParams
+    ) -> list[QueryOutcome] | None:
+        """All queries in one multi-threaded hnswlib call, when the plan is plain HNSW."""
+        total = self._live_count
+        k = min(params.k, total)
+        if (
+            len(queries) == 1
+            or params.exact
+            or total <= self.spec.hnsw.full_scan_threshold
+            or k == 0
+        ):
+            return None
+        ef = max(params.ef or self.spec.hnsw.ef_search, k)
+        t0 = time.perf_counter_ns()
+        try:
+            labels, dists = self.graph.search(queries, k, ef, num_threads=THREADS)
+        except RuntimeError:
+            return None
+        scores = dists if self.metric is Metric.L2 else 1.0 - dists
+        per_query = (time.perf_counter_ns() - t0) // len(queries)
         return [
-            SearchResult(
-                r.hits,
-                Plan(strategy, allowed=total, total=total, ef=0 if use_exact else max(ef, k),
-                     stages=list(plan_stages)),
+            QueryOutcome(
+                labels[i],
+                scores[i],
+                Plan(
+                    "hnsw", allowed=total, total=total, ef=ef,
+                    stages=[PlanStage("search", per_query)], detail="batched",
+                ),
             )
-            for r in results
+            for i in range(len(queries))
         ]
 
-    def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        hi = self.vectors.capacity
-        live = self.vectors.live[:hi]
-        labels = np.flatnonzero(live)
-        if labels.size == 0 or k == 0:
-            shape = (len(queries), 0)
-            return np.empty(shape, dtype=np.int64), np.empty(shape, dtype=np.float32)
-        return self.exact_among(queries, labels, k)
+    @property
+    def live_count(self) -> int:
+        return self._live_count
+
+    def live_labels(self) -> np.ndarray:
+        return np.flatnonzero(self.vectors.live[: self.vectors.capacity])
+
+    def labels_of_ids(self, ids: frozenset[PointId]) -> BitMap:
+        with self.store.read() as txn:
+            found = (self.store.label_of(txn, pid) for pid in ids)
+            return BitMap(label for label in found if label is not None)
+
+    def make_checker(self, flt: Filter) -> Callable[[int], bool]:
+        """Evaluate `flt` on one label with the reference evaluator (memoised)."""
+        memo: dict[int, bool] = {}
+
+        def check(label: int) -> bool:
+            hit = memo.get(label)
+            if hit is None:
+                with self.store.read() as txn:
+                    pid = self.store.id_of(txn, label)
+                    hit = pid is not None and matches(flt, pid, self.store.attributes(txn, label))
+                memo[label] = hit
+            return hit
+
+        return check
 
     def exact_among(
         self, queries: np.ndarray, labels: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k of each query among `labels` (sorted, live); caller holds the read lock."""
         sq = self.vectors.sqnorms
-        if labels.size == self.vectors.capacity or labels.size * 2 > self.vectors.capacity:
-            # Dense: score the contiguous prefix and drop the dead rows, avoiding a gather.
-            hi = int(labels[-1]) + 1
+        hi = int(labels[-1]) + 1
+        if labels.size * 2 > hi:
+            # Dense: score the contiguous prefix and drop the other rows, avoiding a gather.
             scores = score_matrix(
                 self.vectors.data[:hi], queries, self.metric, None if sq is None else sq[:hi]
             )
-            dead = ~self.vectors.live[:hi]
-            scores[:, dead] = np.inf if self.metric is Metric.L2 else -np.inf
+            excluded = np.ones(hi, dtype=bool)
+            excluded[labels] = False
+            scores[:, excluded] = np.inf if self.metric is Metric.L2 else -np.inf
             pos, top = exact_topk(scores, k, self.metric)
             return pos, top
         sub = self.vectors.data[labels]
@@ -374,17 +544,17 @@ class Collection:
 
     def _materialise(
         self,
-        labels: np.ndarray,
-        scores: np.ndarray,
-        vecs: np.ndarray | None,
+        labels: Sequence[np.ndarray],
+        scores: Sequence[np.ndarray],
+        vecs: Sequence[np.ndarray] | None,
         params: SearchParams,
     ) -> list[SearchResult]:
         results: list[SearchResult] = []
         with self.store.read() as txn:
-            for qi in range(labels.shape[0]):
+            for qi in range(len(labels)):
                 hits: list[Hit] = []
-                for j in range(labels.shape[1]):
-                    label = int(labels[qi, j])
+                for j in range(len(labels[qi])):
+                    label = int(labels[qi][j])
                     pid = self.store.id_of(txn, label)
                     if pid is None:
                         continue  # deleted after the index answered
@@ -393,8 +563,8 @@ class Collection:
                         if params.with_attributes
                         else None
                     )
-                    vec = vecs[qi, j] if vecs is not None else None
-                    hits.append(Hit(pid, float(scores[qi, j]), attrs, vec))
+                    vec = vecs[qi][j] if vecs is not None else None
+                    hits.append(Hit(pid, float(scores[qi][j]), attrs, vec))
                 results.append(SearchResult(hits))
         return results
 

@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -41,9 +41,8 @@ from sievedb_server.errors import (
     RequestTooLarge,
     ShuttingDown,
 )
-
-if TYPE_CHECKING:
-    from sievedb_server.filters.model import Filter
+from sievedb_server.filters.model import Filter, check_limits
+from sievedb_server.filters.schema import validate_attributes, validate_filter
 
 __all__ = ["Engine"]
 
@@ -133,7 +132,21 @@ class Engine:
         return True
 
     def update_schema(self, name: str, fields: Sequence[FieldSpec]) -> CollectionInfo:
-        raise InvalidArgument("attribute schemas arrive with filtered search")
+        """Declare new attribute fields or start indexing declared ones (backfilled)."""
+        coll = self._get(name)
+        if not fields:
+            raise InvalidArgument("update_schema needs at least one field")
+        coll.update_schema(
+            list(fields), lambda schema, attrs: validate_attributes(schema, attrs)
+        )
+        return coll.info()
+
+    @staticmethod
+    def _check_filter(coll: Collection, flt: Filter | None) -> Filter | None:
+        if flt is None or flt.is_empty():
+            return None
+        check_limits(flt)
+        return validate_filter(coll.spec.schema, flt)
 
     # -- points ----------------------------------------------------------------------------
 
@@ -173,7 +186,15 @@ class Engine:
             raise InvalidArgument(f"got {len(checked)} ids for {arr.shape[0]} vectors")
         if attributes is not None and len(attributes) not in (0, len(checked)):
             raise InvalidArgument(f"got {len(attributes)} attribute maps for {len(checked)} ids")
-        attrs = list(attributes) if attributes else None
+        attrs = None
+        if attributes:
+            schema = coll.spec.schema
+            attrs = []
+            for i, a in enumerate(attributes):
+                try:
+                    attrs.append(validate_attributes(schema, a) if a else None)
+                except InvalidArgument as exc:
+                    raise type(exc)(f"point {checked[i]!r}: {exc.message}") from exc
         return coll.upsert(checked, arr, attrs)
 
     def get(
@@ -198,15 +219,19 @@ class Engine:
         self, name: str, ids: Sequence[PointId] = (), filter: Filter | None = None
     ) -> tuple[int, int]:
         coll = self._get(name)
-        if filter is not None:
-            raise InvalidArgument("delete by filter arrives with filtered search")
-        return coll.delete([validate_point_id(pid) for pid in ids])
+        checked = [validate_point_id(pid) for pid in ids]
+        flt = self._check_filter(coll, filter)
+        if filter is not None and flt is None:
+            raise InvalidArgument("an empty filter would delete every point; drop the collection")
+        deleted, watermark = coll.delete(checked) if checked else (0, coll.watermark)
+        if flt is not None:
+            more, watermark = coll.delete_matching(flt)
+            deleted += more
+        return deleted, watermark
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         coll = self._get(name)
-        if filter is not None:
-            raise InvalidArgument("count by filter arrives with filtered search")
-        return coll.count()
+        return coll.count(self._check_filter(coll, filter))
 
     def scroll(
         self,
@@ -218,7 +243,18 @@ class Engine:
         with_vectors: bool = False,
         with_attributes: bool = True,
     ) -> ScrollPage:
-        raise InvalidArgument("scroll arrives with filtered search")
+        coll = self._get(name)
+        if not 1 <= limit <= MAX_K:
+            raise InvalidArgument(f"scroll limit must be in [1, {MAX_K}], got {limit}")
+        if cursor and len(cursor) != 8:
+            raise InvalidArgument("scroll cursor is malformed; pass back next_cursor unchanged")
+        return coll.scroll(
+            self._check_filter(coll, filter),
+            limit,
+            cursor,
+            with_vectors=with_vectors,
+            with_attributes=with_attributes,
+        )
 
     # -- search ----------------------------------------------------------------------------
 
@@ -246,9 +282,17 @@ class Engine:
         if params.k > MAX_K:
             raise InvalidArgument(f"k must be at most {MAX_K}, got {params.k}")
         arr = self._check_vectors(coll, queries, "queries")
-        if filters and any(f is not None for f in filters):
-            raise InvalidArgument("filters arrive with filtered search")
-        return coll.search_batch(arr, params)
+        flts: list[Filter | None] | None = None
+        if filters:
+            if len(filters) == 1:
+                flts = [self._check_filter(coll, filters[0])] * len(arr)
+            elif len(filters) == len(arr):
+                flts = [self._check_filter(coll, f) for f in filters]
+            else:
+                raise InvalidArgument(
+                    f"got {len(filters)} filters for {len(arr)} queries: pass 0, 1 or one each"
+                )
+        return coll.search_batch(arr, params, flts)
 
     # -- lifecycle -------------------------------------------------------------------------
 

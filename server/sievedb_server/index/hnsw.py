@@ -9,9 +9,9 @@ concurrent mutation and search; the owning collection holds a readers-writer loc
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import hnswlib
 import msgpack

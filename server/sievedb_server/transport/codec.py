@@ -186,7 +186,11 @@ def decode_hnsw(msg: pb.HnswConfig) -> HnswParams:
         m=msg.m or defaults.m,
         ef_construction=msg.ef_construction or defaults.ef_construction,
         ef_search=msg.ef_search or defaults.ef_search,
-        full_scan_threshold=msg.full_scan_threshold or defaults.full_scan_threshold,
+        full_scan_threshold=(
+            msg.full_scan_threshold
+            if msg.HasField("full_scan_threshold")
+            else defaults.full_scan_threshold
+        ),
     )
 
 
@@ -196,7 +200,9 @@ def decode_field(msg: pb.FieldSchema) -> FieldSpec:
         raise InvalidArgument(f"field {msg.name!r}: unknown or unspecified field type {msg.type}")
     if not msg.name:
         raise InvalidArgument("field name must not be empty")
-    return FieldSpec(name=msg.name, type=field_type, indexed=msg.indexed)
+    return FieldSpec(
+        name=msg.name, type=field_type, indexed=msg.indexed if msg.HasField("indexed") else True
+    )
 
 
 def encode_field(spec: FieldSpec) -> pb.FieldSchema:

@@ -1,0 +1,182 @@
+"""Query execution for one collection: filter → allowed set → planned k-NN → hits.
+
+The caller (`Collection.search_batch`) holds the collection's index read lock. Each query
+gets an explicit `Plan` (strategy, |allowed|, ef, time per stage) from `filters.planner`;
+whatever the strategy, a query returns min(k, |allowed|) hits that all pass the filter: a
+graph strategy that comes back short falls back to the exact scan of the allowed set.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pyroaring import BitMap
+
+from sievedb_server.core.types import Metric, Plan, PlanStage, SearchParams
+from sievedb_server.filters.bitmaps import BitmapContext, allowed_superset
+from sievedb_server.filters.model import Filter
+from sievedb_server.filters.planner import POSTFILTER_MAX_FETCH, choose
+
+if TYPE_CHECKING:
+    from sievedb_server.core.collection import Collection
+
+__all__ = ["AllowedSet", "QueryOutcome", "resolve_filter", "run_query"]
+
+# A superset larger than this is not re-checked up front for a search; the graph traversal
+# evaluates the filter per visited point instead (Qdrant does the same for unindexed fields).
+RECHECK_UPFRONT_MAX = 50_000
+
+
+@dataclass
+class AllowedSet:
+    """The labels a filter allows: exact, or a superset with a per-label check."""
+
+    bitmap: BitMap
+    exact: bool
+    check: Callable[[int], bool] | None = None
+    nanos: int = 0
+
+    def __len__(self) -> int:
+        return len(self.bitmap)
+
+
+@dataclass
+class QueryOutcome:
+    labels: np.ndarray
+    scores: np.ndarray
+    plan: Plan
+    stages: list[PlanStage] = field(default_factory=list)
+
+
+def resolve_filter(coll: Collection, flt: Filter, *, force_exact: bool) -> AllowedSet:
+    """Labels allowed by `flt`; exact unless it is big and `force_exact` is False."""
+    t0 = time.perf_counter_ns()
+    ctx = BitmapContext(coll.attr_index, coll.live_bitmap, coll.labels_of_ids)
+    bm, exact = allowed_superset(flt, ctx)
+    check = None
+    if not exact:
+        checker = coll.make_checker(flt)
+        if force_exact or len(bm) <= RECHECK_UPFRONT_MAX:
+            bm = BitMap(label for label in bm if checker(label))
+            exact = True
+        else:
+            check = checker
+    return AllowedSet(bm, exact, check, time.perf_counter_ns() - t0)
+
+
+def run_query(
+    coll: Collection, query: np.ndarray, params: SearchParams, allowed: AllowedSet | None
+) -> QueryOutcome:
+    total = coll.live_count
+    ef = params.ef or coll.spec.hnsw.ef_search
+    n_allowed = total if allowed is None else len(allowed)
+    k = min(params.k, n_allowed)
+    choice = choose(
+        allowed=n_allowed,
+        total=total,
+        k=k,
+        ef=ef,
+        dim=coll.dim,
+        exact_requested=params.exact,
+        filtered=allowed is not None,
+        full_scan_threshold=coll.spec.hnsw.full_scan_threshold,
+    )
+    stages = [PlanStage("filter", allowed.nanos)] if allowed is not None else []
+    t0 = time.perf_counter_ns()
+    strategy = choice.strategy
+    q = query[None, :]
+    result: tuple[np.ndarray, np.ndarray] | None = None
+    detail = ""
+    if strategy == "empty":
+        result = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
+    elif strategy == "hnsw":
+        result = _graph(coll, q, k, choice.ef, None)
+    elif strategy == "hnsw_postfilter":
+        assert allowed is not None
+        result, detail = _postfilter(coll, q, k, choice.fetch, ef, allowed)
+        if result is None:
+            strategy = "hnsw_filtered"
+    if strategy == "hnsw_filtered":
+        assert allowed is not None
+        result = _graph(coll, q, k, choice.ef, _membership(allowed))
+    if result is None or len(result[0]) < k:
+        if strategy != "exact":
+            detail = (detail + "; " if detail else "") + f"{strategy} came back short, exact scan"
+            strategy = f"{strategy}+exact" if strategy != "empty" else strategy
+        result = _exact(coll, q, k, allowed)
+    stages.append(PlanStage("search", time.perf_counter_ns() - t0))
+    plan = Plan(
+        strategy=strategy,
+        allowed=n_allowed,
+        total=total,
+        ef=choice.ef,
+        stages=stages,
+        detail=detail if allowed is None or allowed.exact else
+        (detail + "; " if detail else "") + "|allowed| is an upper bound (unindexed conditions)",
+    )
+    return QueryOutcome(result[0], result[1], plan)
+
+
+def _membership(allowed: AllowedSet) -> Callable[[int], bool]:
+    bm = allowed.bitmap
+    if allowed.check is None:
+        return bm.__contains__
+    check = allowed.check
+    return lambda label: label in bm and check(label)
+
+
+def _to_scores(coll: Collection, dists: np.ndarray) -> np.ndarray:
+    return dists if coll.metric is Metric.L2 else 1.0 - dists
+
+
+def _graph(
+    coll: Collection, q: np.ndarray, k: int, ef: int, filter_fn: Callable[[int], bool] | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    try:
+        labels, dists = coll.graph.search(q, k, ef, filter_fn=filter_fn)
+    except RuntimeError:
+        return None  # hnswlib found fewer than k (disconnected by deletes or the filter)
+    return labels[0], _to_scores(coll, dists[0])
+
+
+def _postfilter(
+    coll: Collection, q: np.ndarray, k: int, fetch: int, ef: int, allowed: AllowedSet
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
+    bm = allowed.bitmap
+    check = allowed.check
+    while fetch <= min(POSTFILTER_MAX_FETCH * 4, coll.live_count):
+        found = _graph(coll, q, fetch, max(ef, fetch), None)
+        if found is None:
+            break
+        labels, scores = found
+        keep = np.fromiter(
+            (lb in bm and (check is None or check(lb)) for lb in labels.tolist()),
+            dtype=bool,
+            count=len(labels),
+        )
+        if keep.sum() >= k:
+            idx = np.flatnonzero(keep)[:k]
+            return (labels[idx], scores[idx]), f"fetched {fetch}"
+        fetch *= 4
+    return None, f"post-filter short at fetch {fetch // 4}"
+
+
+def _exact(
+    coll: Collection, q: np.ndarray, k: int, allowed: AllowedSet | None
+) -> tuple[np.ndarray, np.ndarray]:
+    if allowed is None:
+        labels = coll.live_labels()
+    else:
+        if not allowed.exact and allowed.check is not None:
+            check = allowed.check
+            allowed.bitmap = BitMap(lb for lb in allowed.bitmap if check(lb))
+            allowed.exact, allowed.check = True, None
+        labels = np.asarray(allowed.bitmap.to_array(), dtype=np.int64)
+    if labels.size == 0 or k == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+    found, scores = coll.exact_among(q, labels, k)
+    return found[0], scores[0]

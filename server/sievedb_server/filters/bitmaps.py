@@ -1,0 +1,155 @@
+"""Filter → set of labels, computed from the attribute indexes (bitmap algebra).
+
+`allowed_superset(filter, ctx)` returns `(bitmap, exact)`. When `exact` is True the bitmap is
+precisely the live labels that `reference.matches` accepts; otherwise it is a superset (some
+condition reads an unindexed field, or has no index form) and the caller re-checks candidates
+with the reference evaluator. Property tests compare both against the reference evaluator.
+
+Per condition on an indexed field (schema type in brackets):
+
+| condition        | index form                                                            |
+|------------------|-----------------------------------------------------------------------|
+| match / any      | posting bitmaps [keyword, keyword list, integer, boolean]; datetime via range |
+| match except     | present − ∪ postings [keyword, integer, boolean]; list fields: superset |
+| range            | numeric index [integer, float, datetime]; type disagreement → empty   |
+| is_empty         | live − present                                                        |
+| is_null          | null bitmap                                                           |
+| values_count     | superset (re-checked)                                                 |
+| has_id           | id → label lookups                                                    |
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from pyroaring import BitMap
+
+from sievedb_server.core.types import FieldType, PointId
+from sievedb_server.filters.model import (
+    Condition,
+    Filter,
+    HasId,
+    IsEmpty,
+    IsNull,
+    Match,
+    MatchAny,
+    MatchExcept,
+    Range,
+    ValuesCount,
+    value_key,
+)
+from sievedb_server.index.attributes import NUMERIC_TYPES, POSTING_TYPES, AttributeIndex, number_of
+
+__all__ = ["BitmapContext", "allowed_superset"]
+
+
+@dataclass
+class BitmapContext:
+    attrs: AttributeIndex
+    live: BitMap
+    labels_of: Callable[[frozenset[PointId]], BitMap]
+
+
+def allowed_superset(flt: Filter, ctx: BitmapContext) -> tuple[BitMap, bool]:
+    bm, exact = _filter(flt, ctx)
+    return bm & ctx.live, exact
+
+
+def _filter(flt: Filter, ctx: BitmapContext) -> tuple[BitMap, bool]:
+    result: BitMap | None = None
+    exact = True
+    for cond in flt.must:
+        bm, ok = _condition(cond, ctx)
+        result = bm if result is None else result & bm
+        exact &= ok
+    if flt.should:
+        parts = [_condition(c, ctx) for c in flt.should]
+        need = max(flt.min_should, 1)
+        if need == 1:
+            should = BitMap.union(*(bm for bm, _ in parts)) if parts else BitMap()
+        elif all(ok for _, ok in parts):
+            counts = np.bincount(
+                np.concatenate([np.asarray(bm.to_array(), dtype=np.int64) for bm, _ in parts])
+                if parts else np.empty(0, dtype=np.int64)
+            )
+            should = BitMap(np.flatnonzero(counts >= need).astype(np.uint32))
+        else:
+            should = BitMap.union(*(bm for bm, _ in parts))
+            exact = False
+        exact &= all(ok for _, ok in parts)
+        result = should if result is None else result & should
+    if result is None:
+        result = BitMap(ctx.live)
+    for cond in flt.must_not:
+        bm, ok = _condition(cond, ctx)
+        if ok:
+            result = result - bm
+        else:
+            exact = False  # cannot subtract a superset; keep the candidates and re-check
+    return result, exact
+
+
+def _condition(cond: Condition, ctx: BitmapContext) -> tuple[BitMap, bool]:
+    if isinstance(cond, Filter):
+        bm, ok = _filter(cond, ctx)
+        return bm, ok
+    if isinstance(cond, HasId):
+        return ctx.labels_of(cond.ids), True
+    spec = ctx.attrs.fields.get(cond.key) if cond.key is not None else None
+    if spec is None:
+        return ctx.live, False  # unindexed field: evaluate per point
+    idx = ctx.attrs
+    if isinstance(cond, IsNull):
+        return idx.nulls(spec.name), True
+    if isinstance(cond, IsEmpty):
+        return ctx.live - idx.present(spec.name), True
+    if isinstance(cond, Match | MatchAny):
+        values = (cond.value,) if isinstance(cond, Match) else cond.values
+        if spec.type in POSTING_TYPES:
+            return BitMap.union(BitMap(), *(idx.posting(spec.name, value_key(v)) for v in values)), True
+        if spec.type is FieldType.DATETIME:
+            return _datetimes_equal(spec.name, values, idx), True
+        return BitMap(), True  # floats are never matched for equality
+    if isinstance(cond, MatchExcept):
+        if spec.type in POSTING_TYPES and spec.type is not FieldType.KEYWORD_LIST:
+            excluded = BitMap.union(
+                BitMap(), *(idx.posting(spec.name, value_key(v)) for v in cond.values)
+            )
+            return idx.present(spec.name) - excluded, True
+        return idx.present(spec.name), False
+    if isinstance(cond, Range):
+        if spec.type not in NUMERIC_TYPES:
+            return BitMap(), True  # a keyword/bool never lies in a range
+        if cond.is_datetime != (spec.type is FieldType.DATETIME):
+            return BitMap(), True  # datetime ranges compare only datetimes
+        return _range(spec.name, cond, idx), True
+    if isinstance(cond, ValuesCount):
+        return ctx.live, False
+    raise TypeError(f"unknown condition {type(cond).__name__}")
+
+
+def _range(fname: str, cond: Range, idx: AttributeIndex) -> BitMap:
+    lo, lo_incl, hi, hi_incl = -np.inf, True, np.inf, True
+    for op, bound in cond.bounds():
+        value = number_of(bound)
+        if value is None or math.isnan(value):  # a NaN bound matches nothing
+            return BitMap()
+        if op in ("gt", "gte") and (value > lo or (value == lo and op == "gt")):
+            lo, lo_incl = value, op == "gte"
+        elif op in ("lt", "lte") and (value < hi or (value == hi and op == "lt")):
+            hi, hi_incl = value, op == "lte"
+    return idx.numeric[fname].range(lo, lo_incl, hi, hi_incl)
+
+
+def _datetimes_equal(fname: str, values: tuple[object, ...], idx: AttributeIndex) -> BitMap:
+    out = BitMap()
+    for v in values:
+        if isinstance(v, datetime):
+            us = number_of(v)
+            assert us is not None
+            out |= idx.numeric[fname].range(us, True, us, True)
+    return out

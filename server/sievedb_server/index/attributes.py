@@ -1,0 +1,245 @@
+"""Attribute indexes of one collection: posting bitmaps and sorted numeric indexes.
+
+For every *indexed* schema field:
+
+* keyword, keyword list, integer, boolean: a posting bitmap (pyroaring) per value, persisted
+  in LMDB db `postings` under `field \\0 msgpack(value_key)`;
+* integer, float, datetime: a range index; LMDB db `numeric` holds sortable keys
+  `field \\0 f64-sortable \\0 label`, memory holds sorted numpy arrays (+ a small unsorted
+  tail of recent changes, merged when it grows) so a range becomes a bitmap by binary search;
+* per field, a `present` bitmap (non-null, non-empty value) and a `null` bitmap (explicit
+  null), under the reserved value keys, for is_empty / is_null.
+
+LMDB is the truth; memory mirrors it. Changes of a write batch are staged (`stage`), written
+into the batch's LMDB transaction (`write`), and applied to memory after commit (`apply`),
+all under the collection's write mutex, so the mirror never runs ahead of LMDB.
+Numbers are indexed as float64 (exact for integers below 2**53 and µs datetimes).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import lmdb
+import msgpack
+import numpy as np
+from pyroaring import BitMap
+
+from sievedb_server.core.types import FieldSpec, FieldType
+from sievedb_server.filters.model import value_key
+
+__all__ = ["AttributeIndex", "StagedChanges"]
+
+POSTING_TYPES = {FieldType.KEYWORD, FieldType.KEYWORD_LIST, FieldType.INTEGER, FieldType.BOOLEAN}
+NUMERIC_TYPES = {FieldType.INTEGER, FieldType.FLOAT, FieldType.DATETIME}
+PRESENT = ("__present__", True)
+NULL = ("__null__", True)
+MERGE_MIN = 4096
+
+
+def _posting_key(fname: str, vkey: tuple[str, Any]) -> bytes:
+    return fname.encode() + b"\x00" + msgpack.packb(list(vkey), datetime=True)
+
+
+def _decode_posting_key(raw: bytes) -> tuple[str, tuple[str, Any]]:
+    fname, _, rest = raw.partition(b"\x00")
+    tag, value = msgpack.unpackb(rest, timestamp=3)
+    return fname.decode(), (tag, value)
+
+
+def _sortable(x: float) -> bytes:
+    """Big-endian bytes whose lexicographic order is the numeric order of doubles."""
+    (bits,) = struct.unpack(">Q", struct.pack(">d", x))
+    bits = bits ^ 0xFFFFFFFFFFFFFFFF if bits >> 63 else bits | (1 << 63)
+    return struct.pack(">Q", bits)
+
+
+def _unsortable(raw: bytes) -> float:
+    (bits,) = struct.unpack(">Q", raw)
+    bits = bits ^ (1 << 63) if bits >> 63 else bits ^ 0xFFFFFFFFFFFFFFFF
+    return float(struct.unpack(">d", struct.pack(">Q", bits))[0])
+
+
+def _numeric_key(fname: str, value: float, label: int) -> bytes:
+    return fname.encode() + b"\x00" + _sortable(value) + struct.pack(">Q", label)
+
+
+def number_of(value: Any) -> float | None:
+    """The float64 a numeric index stores for `value` (None if it is not a number)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.timestamp() * 1e6
+    return None
+
+
+class NumericIndex:
+    """Sorted (value, label) arrays plus an unsorted tail; labels in `stale` are ignored in base."""
+
+    def __init__(self, values: np.ndarray, labels: np.ndarray) -> None:
+        order = np.argsort(values, kind="stable")
+        self.values, self.labels = values[order], labels[order]
+        self.stale = BitMap()
+        self.tail: dict[int, float] = {}
+
+    def set(self, label: int, value: float | None) -> None:
+        self.stale.add(label)
+        if value is None:
+            self.tail.pop(label, None)
+        else:
+            self.tail[label] = value
+        if len(self.stale) > max(MERGE_MIN, len(self.values) // 20):
+            self._merge()
+
+    def _merge(self) -> None:
+        keep = ~np.isin(self.labels, np.fromiter(self.stale, dtype=np.int64))
+        tail_l = np.fromiter(self.tail.keys(), dtype=np.int64, count=len(self.tail))
+        tail_v = np.fromiter(self.tail.values(), dtype=np.float64, count=len(self.tail))
+        self.__init__(  # type: ignore[misc]
+            np.concatenate([self.values[keep], tail_v]),
+            np.concatenate([self.labels[keep], tail_l]),
+        )
+
+    def range(self, lo: float, lo_incl: bool, hi: float, hi_incl: bool) -> BitMap:
+        left = np.searchsorted(self.values, lo, side="left" if lo_incl else "right")
+        right = np.searchsorted(self.values, hi, side="right" if hi_incl else "left")
+        out = BitMap(self.labels[left:right].astype(np.uint32)) if right > left else BitMap()
+        if self.stale:
+            out -= self.stale
+            for label, v in self.tail.items():
+                if (v > lo or (lo_incl and v == lo)) and (v < hi or (hi_incl and v == hi)):
+                    out.add(label)
+        return out
+
+
+@dataclass
+class StagedChanges:
+    """Posting adds/removes and numeric updates of one write batch (not yet in memory)."""
+
+    adds: dict[tuple[str, tuple[str, Any]], set[int]] = field(
+        default_factory=lambda: defaultdict(set)
+    )
+    removes: dict[tuple[str, tuple[str, Any]], set[int]] = field(
+        default_factory=lambda: defaultdict(set)
+    )
+    numeric: list[tuple[str, int, float | None, float | None]] = field(default_factory=list)
+    new_postings: dict[tuple[str, tuple[str, Any]], BitMap] = field(default_factory=dict)
+
+
+class AttributeIndex:
+    def __init__(self, schema: Iterable[FieldSpec]) -> None:
+        self.fields: dict[str, FieldSpec] = {f.name: f for f in schema if f.indexed}
+        self.postings: dict[tuple[str, tuple[str, Any]], BitMap] = {}
+        self.numeric: dict[str, NumericIndex] = {}
+
+    # -- loading -------------------------------------------------------------------------
+
+    def load(self, txn: lmdb.Transaction, postings_db: Any, numeric_db: Any) -> None:
+        with txn.cursor(db=postings_db) as cur:
+            for key, value in cur:
+                self.postings[_decode_posting_key(bytes(key))] = BitMap.deserialize(bytes(value))
+        per_field: dict[str, tuple[list[float], list[int]]] = defaultdict(lambda: ([], []))
+        with txn.cursor(db=numeric_db) as cur:
+            for key in cur.iternext(keys=True, values=False):
+                raw = bytes(key)
+                fname_raw, _, rest = raw.partition(b"\x00")
+                vals, labels = per_field[fname_raw.decode()]
+                vals.append(_unsortable(rest[:8]))
+                labels.append(struct.unpack(">Q", rest[8:16])[0])
+        for fname, spec in self.fields.items():
+            if spec.type in NUMERIC_TYPES:
+                vals, labels = per_field.get(fname, ([], []))
+                self.numeric[fname] = NumericIndex(
+                    np.asarray(vals, dtype=np.float64), np.asarray(labels, dtype=np.int64)
+                )
+
+    # -- writes --------------------------------------------------------------------------
+
+    def stage(
+        self,
+        staged: StagedChanges,
+        label: int,
+        old: Mapping[str, Any] | None,
+        new: Mapping[str, Any] | None,
+    ) -> None:
+        """Record the index changes of replacing `old` attributes by `new` for `label`."""
+        old = old or {}
+        new = new or {}
+        for fname, spec in self.fields.items():
+            before, after = self._keys(spec, old.get(fname, _MISSING)), self._keys(
+                spec, new.get(fname, _MISSING)
+            )
+            for vk in before - after:
+                staged.removes[(fname, vk)].add(label)
+                staged.adds[(fname, vk)].discard(label)
+            for vk in after - before:
+                staged.adds[(fname, vk)].add(label)
+                staged.removes[(fname, vk)].discard(label)
+            if spec.type in NUMERIC_TYPES:
+                ov, nv = number_of(old.get(fname)), number_of(new.get(fname))
+                if ov != nv:
+                    staged.numeric.append((fname, label, ov, nv))
+
+    def _keys(self, spec: FieldSpec, value: Any) -> set[tuple[str, Any]]:
+        if value is _MISSING:
+            return set()
+        if value is None:
+            return {NULL}
+        items = value if isinstance(value, list) else [value]
+        keys: set[tuple[str, Any]] = set()
+        if spec.type in POSTING_TYPES:
+            keys = {value_key(v) for v in items if v is not None and not isinstance(v, list)}
+        if items:
+            keys.add(PRESENT)
+        return keys
+
+    def write(self, staged: StagedChanges, txn: lmdb.Transaction, postings_db: Any,
+              numeric_db: Any) -> None:
+        """Put the staged changes into the batch's write transaction."""
+        for key in set(staged.adds) | set(staged.removes):
+            bm = BitMap(self.postings.get(key, BitMap()))
+            bm |= BitMap(staged.adds.get(key, ()))
+            bm -= BitMap(staged.removes.get(key, ()))
+            raw_key = _posting_key(*key)
+            if bm:
+                txn.put(raw_key, bm.serialize(), db=postings_db)
+            else:
+                txn.delete(raw_key, db=postings_db)
+            staged.new_postings[key] = bm
+        for fname, label, ov, nv in staged.numeric:
+            if ov is not None:
+                txn.delete(_numeric_key(fname, ov, label), db=numeric_db)
+            if nv is not None:
+                txn.put(_numeric_key(fname, nv, label), b"", db=numeric_db)
+
+    def apply(self, staged: StagedChanges) -> None:
+        """Mirror a committed batch in memory (caller holds the collection's index lock)."""
+        for key, bm in staged.new_postings.items():
+            if bm:
+                self.postings[key] = bm
+            else:
+                self.postings.pop(key, None)
+        for fname, label, _, nv in staged.numeric:
+            self.numeric[fname].set(label, nv)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def posting(self, fname: str, vkey: tuple[str, Any]) -> BitMap:
+        return self.postings.get((fname, vkey), _EMPTY)
+
+    def present(self, fname: str) -> BitMap:
+        return self.posting(fname, PRESENT)
+
+    def nulls(self, fname: str) -> BitMap:
+        return self.posting(fname, NULL)
+
+
+_MISSING: Any = object()
+_EMPTY = BitMap()
