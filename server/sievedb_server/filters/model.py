@@ -61,6 +61,7 @@ MAX_DEPTH = 32
 MAX_SIZE = 10_000
 """Most nodes (conditions, nested filters, and values listed in any/except/has_id)."""
 
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 MAX_KEY_CHARS = 128
 """Longest field name (characters)."""
 
@@ -107,12 +108,20 @@ def _match_scalar(value: object, what: str) -> MatchScalar:
         )
     if isinstance(value, datetime):
         return _aware(value)
-    if isinstance(value, bool | int | str):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _int64(value, what)
+    if isinstance(value, bool | str):
         return value
     raise InvalidFilter(
         f"{what}: match value must be a string, integer, boolean or datetime, "
         f"got {type(value).__name__}"
     )
+
+
+def _int64(value: int, what: str) -> int:
+    if not _I64_MIN <= value <= _I64_MAX:
+        raise InvalidFilter(f"{what}: integer {value} is outside the signed 64-bit range")
+    return value
 
 
 def _match_values(values: Iterable[object], what: str) -> tuple[MatchScalar, ...]:
@@ -282,6 +291,8 @@ class Range(_Node):
                 )
             if isinstance(bound, float) and not math.isfinite(bound):
                 raise InvalidFilter(f"{what}: bound {name} must be finite, got {bound}")
+            if isinstance(bound, int):
+                _int64(bound, f"{what}: bound {name}")
             if isinstance(bound, datetime):
                 object.__setattr__(self, name, _aware(bound))
             kinds.add(isinstance(bound, datetime))
@@ -324,7 +335,7 @@ class ValuesCount(_Node):
             bound = getattr(self, name)
             if bound is None:
                 continue
-            if isinstance(bound, bool) or not isinstance(bound, int) or bound < 0:
+            if isinstance(bound, bool) or not isinstance(bound, int) or not 0 <= bound < 2**64:
                 raise InvalidFilter(
                     f"values count on {self.key!r}: bound {name} must be a non-negative "
                     f"integer, got {bound!r}"
