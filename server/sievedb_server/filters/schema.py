@@ -31,6 +31,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from sievedb_server.core.types import FieldSpec, FieldType
 from sievedb_server.errors import InvalidAttributes, InvalidFilter
 from sievedb_server.filters.model import (
@@ -116,7 +118,7 @@ def _declared(key: str, ftype: FieldType, value: Any) -> Any:
         if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
             return list(value)
     elif ftype is FieldType.BOOLEAN:
-        if isinstance(value, bool) or type(value).__name__ == "bool_":
+        if isinstance(value, bool | np.bool_):
             return bool(value)
     elif ftype is FieldType.DATETIME:
         if isinstance(value, datetime):
@@ -135,7 +137,7 @@ def _declared(key: str, ftype: FieldType, value: Any) -> Any:
 def _undeclared(key: str, value: Any, in_list: bool = False) -> Any:
     if value is None or isinstance(value, bool | str):
         return value
-    if type(value).__name__ == "bool_":
+    if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, numbers.Integral):
         return _int(key, value)
