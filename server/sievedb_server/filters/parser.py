@@ -493,13 +493,13 @@ class _Parser:
             if floats:
                 self.fail("float values are not supported in 'not in' (use ranges)",
                           items[values.index(floats[0])][1])
-            return MatchExcept(key, values)
+            return MatchExcept(key, tuple(values))
         others = [v for v in values if not isinstance(v, float)]
         if not floats:
-            return MatchAny(key, others)
+            return MatchAny(key, tuple(others))
         parts: list[Condition] = [Range(key, gte=v, lte=v) for v in floats]
         if others:
-            parts.insert(0, MatchAny(key, others))
+            parts.insert(0, MatchAny(key, tuple(others)))
         return or_(*parts)
 
     def between(self, key: str, low: Any, low_tok: _Token, high: Any,

@@ -209,8 +209,8 @@ def _decode_match(key: str, msg: pb.Match, path: str) -> Condition:
         raise InvalidFilter(f"{path}: match kind (value, any, except) is not set")
     if kind == "value":
         return Match(key, _filter_value(msg.value, f"{path}.value"))
-    values = [_filter_value(v, f"{path}.{kind}[{i}]")
-              for i, v in enumerate(getattr(msg, kind).values)]
+    values = tuple(_filter_value(v, f"{path}.{kind}[{i}]")
+              for i, v in enumerate(getattr(msg, kind).values))
     return MatchAny(key, values) if kind == "any" else MatchExcept(key, values)
 
 
