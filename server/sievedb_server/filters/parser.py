@@ -7,7 +7,7 @@ this language produce the same model. Grammar (keywords are case-insensitive)::
     or_expr    := and_expr ("or" and_expr)*
     and_expr   := unary ("and" unary)*                  precedence: not > and > or
     unary      := "not" unary | primary
-    primary    := "(" or_expr ")" | "true"
+    primary    := "(" or_expr ")" | "true"                         "true": matches all
                 | "at_least" "(" INT "," or_expr ("," or_expr)* ")"   ≥ N of the operands
                 | field ("==" | "!=" | "<" | "<=" | ">" | ">=") literal
                 | field ["not"] "in" "[" [literal ("," literal)*] "]"
@@ -16,7 +16,7 @@ this language produce the same model. Grammar (keywords are case-insensitive)::
                 | literal ["not"] "in" field                         list field contains
                 | "count" "(" field ")" ("==" | "!=" | "<" | "<=" | ">" | ">=") INT
                 | "id" ("==" | "!=") id | "id" ["not"] "in" "[" id ("," id)* "]"
-    field      := IDENT | `backquoted`      IDENT = [A-Za-z_][A-Za-z0-9_.]*, not a keyword
+    field      := IDENT | `backquoted`      IDENT: a letter or _, then letters, digits, _ or .
     literal    := STRING | INT | FLOAT | "true" | "false" | "null"
                 | "datetime" "(" STRING ")"                          ISO 8601; naive → UTC
 
@@ -29,8 +29,7 @@ What each form means (see reference.py for the condition semantics):
 | expression              | model                                       |
 |-------------------------|---------------------------------------------|
 | ``x == v``              | Match(x, v); float v → Range(x, gte=v, lte=v) |
-| ``x != v``              | MatchExcept(x, [v]) — false when x is missing or null (SQL-like: a
-|                         | missing value is not "different"); float v → x < v or x > v |
+| ``x != v``              | MatchExcept(x, [v]): false when x is missing or null (see below) |
 | ``x < v`` etc.          | Range (v: number or datetime)               |
 | ``x in [a, b]``         | MatchAny (floats become point ranges, ORed)  |
 | ``x not in [a, b]``     | MatchExcept (no floats)                     |
@@ -41,6 +40,12 @@ What each form means (see reference.py for the condition semantics):
 | ``count(x) >= 3``       | ValuesCount                                 |
 | ``id in [1, "a"]``      | HasId                                       |
 | ``not e``               | Filter(must_not=[e])                        |
+
+Why ``x != v`` is MatchExcept and not ``not (x == v)``: as in SQL, a missing or null value is
+not "different from v", and it is Qdrant's own reading of match-except. Write
+``not (x == v)`` to include points without x. For a list field, ``x != v`` holds when some
+element differs from v (Qdrant's rule); ``not (v in x)`` when no element equals v. A float v
+becomes ``x < v or x > v``.
 
 Errors raise `InvalidFilter` whose message names the problem, the 1-based column and shows
 the expression with a caret under it, e.g. ``expected a value after '>=' at column 17``.
