@@ -1,0 +1,1 @@
+"""The sievedb benchmark suite (run modules with `python -m benchmarks.<name>` from the repo root)."""

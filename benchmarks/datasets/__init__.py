@@ -1,0 +1,1 @@
+"""Seeded synthetic datasets for the benchmarks (pure numpy; no downloads)."""
