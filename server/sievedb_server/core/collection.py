@@ -30,22 +30,26 @@ from sievedb_server.core.types import (
     Attributes,
     CollectionInfo,
     CollectionSpec,
+    FieldSpec,
     Hit,
     Metric,
     Plan,
     PlanStage,
     Point,
     PointId,
+    ScrollPage,
     SearchParams,
     SearchResult,
 )
-from sievedb_server.errors import CorruptData, PointNotFound
+from sievedb_server.errors import CorruptData, InvalidArgument, PointNotFound
 from sievedb_server.filters.model import Filter
+from sievedb_server.filters.planner import DEFAULT_PLANNER, PlannerConfig
 from sievedb_server.filters.reference import matches
 from sievedb_server.index.attributes import AttributeIndex, StagedChanges
 from sievedb_server.index.exact import exact_topk, score_matrix
 from sievedb_server.index.hnsw import HnswIndex
 from sievedb_server.index.vectors import VectorArray
+from sievedb_server.storage import layout
 from sievedb_server.storage.store import CollectionStore
 
 __all__ = ["Collection"]
@@ -57,9 +61,17 @@ THREADS = max(1, os.cpu_count() or 1)
 
 
 class Collection:
-    def __init__(self, folder: Path, *, sync: bool = True, spec: CollectionSpec | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        sync: bool = True,
+        spec: CollectionSpec | None = None,
+        planner: PlannerConfig = DEFAULT_PLANNER,
+    ):
         """Open the collection in `folder`; with `spec`, create it there first."""
         self.folder = folder
+        self.planner = planner
         self.store = CollectionStore(folder / "store", sync=sync)
         if spec is not None:
             txn = self.store.write()

@@ -42,6 +42,7 @@ from sievedb_server.errors import (
     ShuttingDown,
 )
 from sievedb_server.filters.model import Filter, check_limits
+from sievedb_server.filters.planner import DEFAULT_PLANNER, PlannerConfig
 from sievedb_server.filters.schema import validate_attributes, validate_filter
 
 __all__ = ["Engine"]
@@ -59,8 +60,10 @@ class Engine:
         *,
         sync: bool = True,
         checkpoint_interval_s: float = 30.0,
+        planner: PlannerConfig = DEFAULT_PLANNER,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.planner = planner
         self.root = self.data_dir / "collections"
         self.root.mkdir(parents=True, exist_ok=True)
         self.sync = sync
@@ -72,7 +75,7 @@ class Engine:
                 shutil.rmtree(folder, ignore_errors=True)  # a drop or create that was cut short
                 continue
             if folder.is_dir() and (folder / "store").exists():
-                self._collections[folder.name] = Collection(folder, sync=sync)
+                self._collections[folder.name] = Collection(folder, sync=sync, planner=planner)
         self._stop = threading.Event()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, args=(checkpoint_interval_s,), daemon=True,
@@ -103,7 +106,7 @@ class Engine:
             Collection(staging, sync=self.sync, spec=spec).close(checkpoint=False)
             final = self.root / spec.name
             staging.rename(final)
-            coll = Collection(final, sync=self.sync)
+            coll = Collection(final, sync=self.sync, planner=self.planner)
             self._collections[spec.name] = coll
         log.info("created collection %s (dim %d, %s)", spec.name, spec.dim, spec.metric.value)
         return coll.info()

@@ -19,7 +19,7 @@ from pyroaring import BitMap
 from sievedb_server.core.types import Metric, Plan, PlanStage, SearchParams
 from sievedb_server.filters.bitmaps import BitmapContext, allowed_superset
 from sievedb_server.filters.model import Filter
-from sievedb_server.filters.planner import POSTFILTER_MAX_FETCH, choose
+from sievedb_server.filters.planner import choose
 
 if TYPE_CHECKING:
     from sievedb_server.core.collection import Collection
@@ -84,6 +84,7 @@ def run_query(
         exact_requested=params.exact,
         filtered=allowed is not None,
         full_scan_threshold=coll.spec.hnsw.full_scan_threshold,
+        config=coll.planner,
     )
     stages = [PlanStage("filter", allowed.nanos)] if allowed is not None else []
     t0 = time.perf_counter_ns()
@@ -148,7 +149,7 @@ def _postfilter(
 ) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
     bm = allowed.bitmap
     check = allowed.check
-    while fetch <= min(POSTFILTER_MAX_FETCH * 4, coll.live_count):
+    while fetch <= min(coll.planner.postfilter_max_fetch * 4, coll.live_count):
         found = _graph(coll, q, fetch, max(ef, fetch), None)
         if found is None:
             break

@@ -6,9 +6,9 @@ upper bound (when unindexed conditions must be re-checked), the live count, k, e
 | strategy          | when                                                                |
 |-------------------|---------------------------------------------------------------------|
 | `empty`           | nothing passes the filter                                           |
-| `exact`           | asked for, tiny collection, or |allowed|·dim ≤ EXACT_BUDGET (a scan of the allowed rows beats the graph) |
+| `exact`           | asked for, tiny collection, or |allowed|·dim ≤ exact_budget (a scan of the allowed rows beats the graph) |
 | `hnsw`            | no filter                                                           |
-| `hnsw_postfilter` | selectivity ≥ POSTFILTER_MIN: search unfiltered with over-fetch k/s, keep allowed hits, widen if short |
+| `hnsw_postfilter` | selectivity ≥ postfilter_min: search unfiltered with over-fetch k/s, keep allowed hits, widen if short |
 | `hnsw_filtered`   | otherwise: hnswlib traversal with a bitmap-membership filter         |
 
 The constants are calibrated by `benchmarks/calibrate_planner.py` on this machine class and
@@ -22,17 +22,26 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["PlanChoice", "choose"]
+__all__ = ["DEFAULT_PLANNER", "PlanChoice", "PlannerConfig", "choose"]
 
-# Exact scan of the allowed rows costs ~ |allowed|·dim multiply-adds plus the gather of the
-# rows; at or below this many floats it beats filtered HNSW (calibrated; see module doc).
-EXACT_BUDGET = 3_000_000
-# At or above this selectivity post-filtering an unfiltered search wins (few rejects).
-POSTFILTER_MIN = 0.3
-# Over-fetch factor on top of k / selectivity for post-filtering.
-OVERFETCH = 1.5
-# Post-filter gives up (and falls through to filtered traversal) beyond this many candidates.
-POSTFILTER_MAX_FETCH = 2_000
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """The cost model's thresholds (calibrated defaults; tests override them to force paths)."""
+
+    # Exact scan of the allowed rows costs ~ |allowed|·dim multiply-adds plus the gather of the
+    # rows; at or below this many floats it beats filtered HNSW.
+    exact_budget: int = 3_000_000
+    # At or above this selectivity post-filtering an unfiltered search wins (few rejects).
+    postfilter_min: float = 0.3
+    # Over-fetch factor on top of k / selectivity for post-filtering.
+    overfetch: float = 1.5
+    # Post-filter gives up (and falls through to filtered traversal) beyond this many candidates.
+    postfilter_max_fetch: int = 2_000
+
+
+DEFAULT_PLANNER = PlannerConfig()
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,7 @@ def choose(
     exact_requested: bool,
     filtered: bool,
     full_scan_threshold: int,
+    config: PlannerConfig = DEFAULT_PLANNER,
 ) -> PlanChoice:
     if allowed == 0 or k == 0:
         return PlanChoice("empty")
@@ -59,11 +69,11 @@ def choose(
         return PlanChoice("exact")
     if not filtered:
         return PlanChoice("hnsw", ef=max(ef, k))
-    if allowed * dim <= EXACT_BUDGET:
+    if allowed * dim <= config.exact_budget:
         return PlanChoice("exact")
     selectivity = allowed / max(total, 1)
-    if selectivity >= POSTFILTER_MIN:
-        fetch = min(total, math.ceil(k / selectivity * OVERFETCH) + 10)
-        if fetch <= POSTFILTER_MAX_FETCH:
+    if selectivity >= config.postfilter_min:
+        fetch = min(total, math.ceil(k / selectivity * config.overfetch) + 10)
+        if fetch <= config.postfilter_max_fetch:
             return PlanChoice("hnsw_postfilter", fetch=fetch, ef=max(ef, fetch))
     return PlanChoice("hnsw_filtered", ef=max(ef, k))
