@@ -34,6 +34,7 @@ __all__ = [
     "environment",
     "latency_summary",
     "markdown_table",
+    "quiet_server_logs",
     "recall_at_k",
     "time_each",
     "write_results",
@@ -47,7 +48,21 @@ CACHE_DIR = BENCH_DIR / "cache"  # gitignored: ground truth, built indexes, load
 
 def command_line() -> str:
     """The command that started this process, as it could be pasted into a shell."""
-    return " ".join(shlex.quote(a) for a in ["python", *sys.argv])
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and spec.name != "__main__":
+        head = ["python", "-m", spec.name.removesuffix(".__main__")]
+    else:
+        head = ["python", sys.argv[0]] if sys.argv and sys.argv[0] else ["python"]
+    return " ".join(shlex.quote(a) for a in [*head, *sys.argv[1:]])
+
+
+def quiet_server_logs() -> None:
+    """Keep the server's per-request access log out of timed loops (it is INFO level)."""
+    import logging
+
+    for name in ("sievedb", "sievedb_server"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def cache_key(*parts: object) -> str:

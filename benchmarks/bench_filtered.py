@@ -1,0 +1,484 @@
+"""Filtered k-NN: recall@10 vs QPS per selectivity bucket, sievedb against its baselines.
+
+    python -m benchmarks.bench_filtered                 # the committed run (workloads/filtered.yaml)
+    python -m benchmarks.bench_filtered --quick         # smoke test: 10k vectors, 20 queries/bucket
+
+Systems (all single-threaded at query time, one run, the same queries):
+
+* `sievedb` — the in-process `Engine` (filter parse + validation, bitmap resolution of the
+  allowed set, the planner's strategy, hit materialisation), at the collection default ef and
+  a few other ef values; the plan strategy of every query is recorded.
+* `sievedb_grpc` — the same engine behind its gRPC server, client on loopback, filter sent
+  as text (in the same process, so the client and the server share the GIL).
+* `numpy_exact` — exact scan of the allowed rows; the allowed set is *given* (precomputed).
+* `hnswlib_filter` — hnswlib `knn_query(filter=...)` with a bytearray membership callback.
+* `hnswlib_postfilter` — unfiltered hnswlib for k·multiplier candidates, keep allowed ones.
+* `faiss_hnsw` — FAISS `IndexHNSWFlat` with `SearchParametersHNSW(sel=IDSelectorBitmap)`.
+
+The baselines receive the exact allowed set for free (as a bitmap or id array); sievedb must
+compute it from its attribute indexes on every query. Results: `results/<name>.json`, `.md`
+and `.png` (recall-vs-QPS per bucket and variant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from benchmarks.datasets.synthetic_arxiv import SyntheticArxiv, make_dataset
+from benchmarks.filtered_queries import Bucket, FilteredQuery, build_queries, ground_truth
+from benchmarks.harness import (
+    BENCH_DIR,
+    CACHE_DIR,
+    RESULTS_DIR,
+    Timer,
+    command_line,
+    environment,
+    latency_summary,
+    markdown_table,
+    quiet_server_logs,
+    recall_at_k,
+    time_each,
+    write_results,
+)
+from benchmarks.systems import faiss_hnsw, grpc_server, hnswlib_index, sievedb_engine
+
+__all__ = ["SCHEMA_FIELDS", "load_workload", "main", "open_sievedb", "run"]
+
+log = logging.getLogger("bench_filtered")
+
+WORKLOAD = BENCH_DIR / "workloads" / "filtered.yaml"
+WARMUP = 5
+SCHEMA_FIELDS = (
+    ("main_category", "KEYWORD"),
+    ("sub_categories", "KEYWORD_LIST"),
+    ("number_of_authors", "INTEGER"),
+    ("update_date", "DATETIME"),
+    ("license", "KEYWORD"),
+    ("has_comment", "BOOLEAN"),
+)
+
+Runner = Callable[[int], list[int]]
+
+
+def load_workload(path: Path = WORKLOAD, *, quick: bool = False) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text())
+    quick_over = doc.pop("quick", {})
+    if quick:
+        for key, value in quick_over.items():
+            if isinstance(value, dict):
+                doc[key] = {**doc.get(key, {}), **value}
+            else:
+                doc[key] = value
+    return doc
+
+
+def _schema() -> tuple[Any, ...]:
+    from sievedb_server.core.types import FieldSpec, FieldType
+
+    return tuple(FieldSpec(name, FieldType[t]) for name, t in SCHEMA_FIELDS)
+
+
+def open_sievedb(
+    data: SyntheticArxiv, *, m: int, ef_construction: int, cache_dir: Path
+) -> tuple[str, Any, dict[str, Any]]:
+    """(collection name, open Engine, build info) for a synthetic arXiv dataset (cached)."""
+    name = f"arxiv_{data.variant}"
+    engine, info = sievedb_engine(
+        name, data.base, m=m, ef_construction=ef_construction, schema=_schema(),
+        records=data.attributes.to_records, cache_dir=cache_dir,
+        extra_key=f"{data.variant}-{data.seed}",
+    )
+    return name, engine, info
+
+
+def _timed(
+    runner: Runner, fq: Sequence[FilteredQuery]
+) -> tuple[np.ndarray, list[list[int]]]:
+    for i in range(min(WARMUP, len(fq))):
+        runner(i)
+    return time_each(runner, len(fq))
+
+
+def _rows_for(
+    system: str,
+    params: dict[str, Any],
+    fq: Sequence[FilteredQuery],
+    gt: np.ndarray,
+    k: int,
+    nanos: np.ndarray,
+    found: list[list[int]],
+    strategies: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    rows = []
+    buckets = list(dict.fromkeys(q.bucket for q in fq))
+    for b in buckets:
+        idx = [i for i, q in enumerate(fq) if q.bucket == b]
+        short = sum(1 for i in idx if len(found[i]) < min(k, fq[i].count))
+        row: dict[str, Any] = {
+            "bucket": b,
+            "system": system,
+            "params": params,
+            "recall": recall_at_k([found[i] for i in idx], [gt[i] for i in idx], k),
+            **latency_summary(nanos[idx]),
+            "short_results": short,
+        }
+        if strategies is not None:
+            row["strategies"] = dict(Counter(strategies[i] for i in idx).most_common())
+        rows.append(row)
+    return rows
+
+
+def _param_label(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={'default' if v is None else v}" for k, v in params.items())
+
+
+def _run_variant(
+    wl: dict[str, Any], variant: str, cache_dir: Path, data: SyntheticArxiv | None = None
+) -> dict[str, Any]:
+    from sievedb_server.core.types import SearchParams
+    from sievedb_server.filters.parser import parse
+
+    ds, ix, k = wl["dataset"], wl["index"], int(wl["k"])
+    systems = wl["systems"]
+    n, dim, nqv, seed = int(ds["n"]), int(ds["dim"]), int(ds["query_vectors"]), int(ds["seed"])
+    data = data or make_dataset(n, dim, nqv, variant=variant, seed=seed)
+    base, qvecs, attrs = data.base, data.queries, data.attributes
+    buckets = [Bucket(**b) for b in wl["buckets"]]
+    with Timer() as t_q:
+        fq = build_queries(attrs, nqv, buckets, int(wl["queries_per_bucket"]), seed=seed)
+    with Timer() as t_gt:
+        gt = ground_truth(base, qvecs, fq, k, cache_dir=cache_dir,
+                          key_parts=("synthetic_arxiv", n, dim, nqv, seed, variant))
+    log.info("%s: %d queries (%.1fs), ground truth %.1fs", variant, len(fq), t_q.seconds,
+             t_gt.seconds)
+    m, efc = int(ix["m"]), int(ix["ef_construction"])
+    name, engine, sv_build = open_sievedb(data, m=m, ef_construction=efc, cache_dir=cache_dir)
+    log.info("%s: sievedb loaded %s", variant, sv_build)
+    rows: list[dict[str, Any]] = []
+    builds: dict[str, Any] = {"sievedb": sv_build}
+    try:
+        # Both sides must agree on every filter's semantics before anything is timed.
+        flts = [parse(q.expr) for q in fq]
+        mismatches = [
+            (q.expr, q.count, got)
+            for q, f in zip(fq, flts)
+            if (got := engine.count(name, f)) != q.count
+        ]
+        if mismatches:
+            raise RuntimeError(f"sievedb and numpy disagree on {len(mismatches)} filters, "
+                               f"e.g. {mismatches[:3]}")
+
+        for ef in systems.get("sievedb", {}).get("ef", [None]):
+            params = SearchParams(k=k, ef=ef, with_attributes=False, explain=True)
+            plans: list[str] = [""] * len(fq)
+
+            def sievedb_run(i: int, params: Any = params, plans: list[str] = plans) -> list[int]:
+                q = fq[i]
+                res = engine.search(name, qvecs[q.query_row], params, flts[i])
+                plans[i] = res.plan.strategy if res.plan else "?"
+                return [int(h.id) for h in res.hits]
+
+            nanos, found = _timed(sievedb_run, fq)
+            rows += _rows_for("sievedb", {"ef": ef}, fq, gt, k, nanos, found, plans)
+            log.info("%s: sievedb ef=%s done", variant, ef)
+
+        if "sievedb_grpc" in systems:
+            with tempfile.TemporaryDirectory() as tmp, grpc_server(engine, Path(tmp)) as client:
+                for ef in systems["sievedb_grpc"].get("ef", [None]):
+                    def grpc_run(i: int, ef: Any = ef) -> list[int]:
+                        q = fq[i]
+                        res = client.search(name, qvecs[q.query_row], k=k, filter=q.expr,
+                                            ef=ef, with_attributes=False)
+                        return [int(h.id) for h in res]
+
+                    nanos, found = _timed(grpc_run, fq)
+                    rows += _rows_for("sievedb_grpc", {"ef": ef}, fq, gt, k, nanos, found)
+            log.info("%s: sievedb_grpc done", variant)
+    finally:
+        engine.close()
+
+    if "numpy_exact" in systems:
+        def numpy_run(i: int) -> list[int]:
+            q = fq[i]
+            v = qvecs[q.query_row]
+            if q.count * 4 > n:  # dense: one mat-vec over everything beats the gather
+                scores = (base @ v)[q.allowed]
+            else:
+                scores = base[q.allowed] @ v
+            kk = min(k, q.count)
+            part = np.argpartition(-scores, kk - 1)[:kk]
+            return q.allowed[part[np.argsort(-scores[part])]].tolist()
+
+        nanos, found = _timed(numpy_run, fq)
+        rows += _rows_for("numpy_exact", {}, fq, gt, k, nanos, found)
+        log.info("%s: numpy_exact done", variant)
+
+    masks = [np.zeros(n, dtype=np.uint8) for _ in fq]
+    for mask, q in zip(masks, fq):
+        mask[q.allowed] = 1
+    if "hnswlib_filter" in systems or "hnswlib_postfilter" in systems:
+        index, builds["hnswlib"] = hnswlib_index(base, m=m, ef_construction=efc,
+                                                 cache_dir=cache_dir)
+        bitmaps = [bytearray(mask.tobytes()) for mask in masks]
+        for ef in systems.get("hnswlib_filter", {}).get("ef", []):
+            def hf_run(i: int, ef: int = ef) -> list[int]:
+                q, bm = fq[i], bitmaps[i]
+                kk = min(k, q.count)
+                index.set_ef(max(ef, kk))
+                try:
+                    labels, _ = index.knn_query(qvecs[q.query_row], k=kk, num_threads=1,
+                                                filter=lambda label: bm[label] == 1)
+                except RuntimeError:  # hnswlib found fewer than kk allowed points
+                    return []
+                return labels[0].tolist()
+
+            nanos, found = _timed(hf_run, fq)
+            rows += _rows_for("hnswlib_filter", {"ef": ef}, fq, gt, k, nanos, found)
+            log.info("%s: hnswlib_filter ef=%s done", variant, ef)
+        pf = systems.get("hnswlib_postfilter", {})
+        for ef in pf.get("ef", []):
+            for mult in pf.get("fetch_multiplier", []):
+                def pf_run(i: int, ef: int = ef, mult: float = mult) -> list[int]:
+                    q, mask = fq[i], masks[i]
+                    fetch = min(n, int(k * mult))
+                    index.set_ef(max(ef, fetch))
+                    labels, _ = index.knn_query(qvecs[q.query_row], k=fetch, num_threads=1)
+                    lab = labels[0]
+                    return lab[mask[lab] == 1][:k].tolist()
+
+                nanos, found = _timed(pf_run, fq)
+                rows += _rows_for("hnswlib_postfilter", {"ef": ef, "fetch_multiplier": mult},
+                                  fq, gt, k, nanos, found)
+            log.info("%s: hnswlib_postfilter ef=%s done", variant, ef)
+        del index
+
+    if "faiss_hnsw" in systems:
+        import faiss
+
+        findex, builds["faiss"] = faiss_hnsw(base, m=m, ef_construction=efc, cache_dir=cache_dir)
+        faiss.omp_set_num_threads(1)
+        packed = [np.packbits(mask, bitorder="little") for mask in masks]
+        selectors = [faiss.IDSelectorBitmap(n, faiss.swig_ptr(p)) for p in packed]
+        for ef in systems["faiss_hnsw"].get("ef", []):
+            def faiss_run(i: int, ef: int = ef) -> list[int]:
+                q = fq[i]
+                sp = faiss.SearchParametersHNSW(sel=selectors[i], efSearch=ef)
+                _, labels = findex.search(qvecs[q.query_row][None, :], k, params=sp)
+                lab = labels[0]
+                return lab[lab >= 0].tolist()
+
+            nanos, found = _timed(faiss_run, fq)
+            rows += _rows_for("faiss_hnsw", {"ef": ef}, fq, gt, k, nanos, found)
+        log.info("%s: faiss_hnsw done", variant)
+        del selectors, packed, findex
+
+    bucket_info = []
+    for b in buckets:
+        sel = [q for q in fq if q.bucket == b.name]
+        counts = np.array([q.count for q in sel]) if sel else np.zeros(1)
+        bucket_info.append({
+            "bucket": b.name,
+            "queries": len(sel),
+            "allowed_median": float(np.median(counts)),
+            "allowed_min": int(counts.min()),
+            "allowed_max": int(counts.max()),
+            "selectivity_median": float(np.median(counts) / n),
+            "templates": dict(Counter(q.template for q in sel).most_common()),
+        })
+    return {
+        "variant": variant,
+        "buckets": bucket_info,
+        "builds": builds,
+        "rows": [{"variant": variant, **r} for r in rows],
+        "queries": [
+            {"bucket": q.bucket, "template": q.template, "expr": q.expr,
+             "query_row": q.query_row, "allowed": q.count}
+            for q in fq
+        ],
+    }
+
+
+def run(
+    wl: dict[str, Any],
+    *,
+    cache_dir: Path = CACHE_DIR,
+    results_dir: Path = RESULTS_DIR,
+    name: str = "filtered",
+    variants: Sequence[str] | None = None,
+    plot: bool = True,
+) -> dict[str, Any]:
+    """Run the workload; write `<name>.json/.md/.png` under results_dir; return the document."""
+    env = environment()
+    with Timer() as total:
+        per_variant = [
+            _run_variant(wl, v, cache_dir) for v in (variants or wl["dataset"]["variants"])
+        ]
+    doc = {
+        "benchmark": "filtered",
+        "command": command_line(),
+        "workload": wl,
+        "environment": env,
+        "runtime_seconds": total.seconds,
+        "variants": per_variant,
+        "rows": [r for v in per_variant for r in v["rows"]],
+    }
+    md = render_markdown(doc)
+    if plot:
+        png = results_dir / f"{name}.png"
+        results_dir.mkdir(parents=True, exist_ok=True)
+        plot_recall_qps(doc, png)
+        md += f"\n\n![recall vs QPS per bucket]({png.name})\n"
+    write_results(name, doc, md, results_dir)
+    return doc
+
+
+SUMMARY_TARGET = 0.95
+
+
+def _best_at(rows: list[dict[str, Any]], target: float) -> dict[str, Any] | None:
+    ok = [r for r in rows if r["recall"] >= target]
+    return max(ok, key=lambda r: r["qps"]) if ok else None
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    out: list[str] = [f"Total runtime {doc['runtime_seconds'] / 60:.1f} min."]
+    for v in doc["variants"]:
+        out += ["", f"## Variant `{v['variant']}`", ""]
+        out.append(markdown_table(
+            [{**b, "templates": ", ".join(f"{k} {n}" for k, n in b["templates"].items())}
+             for b in v["buckets"]],
+            ["bucket", "queries", "allowed_median", "allowed_min", "allowed_max", "templates"],
+        ))
+        builds = ", ".join(
+            f"{s} {b['seconds']:.0f} s{' (cached)' if b.get('cached') else ''}"
+            for s, b in v["builds"].items()
+        )
+        out += ["", f"Build / load times (all cores): {builds}.", ""]
+        out.append(f"### Best QPS at recall@10 ≥ {SUMMARY_TARGET} (and sievedb at its default)")
+        out.append("")
+        summary = []
+        for b in v["buckets"]:
+            brows = [r for r in v["rows"] if r["bucket"] == b["bucket"]]
+            for system in dict.fromkeys(r["system"] for r in brows):
+                srows = [r for r in brows if r["system"] == system]
+                best = _best_at(srows, SUMMARY_TARGET)
+                top = max(srows, key=lambda r: r["recall"])
+                summary.append({
+                    "bucket": b["bucket"],
+                    "system": system,
+                    "best config": _param_label(best["params"]) if best else "(never reached)",
+                    "QPS": best["qps"] if best else float("nan"),
+                    "recall": best["recall"] if best else top["recall"],
+                    "p50 ms": best["p50_ms"] if best else float("nan"),
+                    "p99 ms": best["p99_ms"] if best else float("nan"),
+                })
+        out.append(markdown_table(
+            summary, ["bucket", "system", "best config", "QPS", "recall", "p50 ms", "p99 ms"]
+        ))
+        out += ["", "### All configurations", ""]
+        full = [
+            {
+                "bucket": r["bucket"],
+                "system": r["system"],
+                "params": _param_label(r["params"]),
+                "recall@10": r["recall"],
+                "QPS": r["qps"],
+                "p50 ms": r["p50_ms"],
+                "p99 ms": r["p99_ms"],
+                "short": r["short_results"],
+                "plans": ", ".join(f"{k} {n}" for k, n in r.get("strategies", {}).items()),
+            }
+            for r in v["rows"]
+        ]
+        out.append(markdown_table(
+            full,
+            ["bucket", "system", "params", "recall@10", "QPS", "p50 ms", "p99 ms", "short",
+             "plans"],
+        ))
+    return "\n".join(out)
+
+
+STYLE = {
+    "sievedb": ("tab:red", "o"),
+    "sievedb_grpc": ("darkred", "*"),
+    "numpy_exact": ("black", "s"),
+    "hnswlib_filter": ("tab:blue", "^"),
+    "hnswlib_postfilter": ("tab:cyan", "v"),
+    "faiss_hnsw": ("tab:green", "D"),
+}
+
+
+def plot_recall_qps(doc: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = doc["variants"]
+    buckets = [b["bucket"] for b in variants[0]["buckets"]]
+    fig, axes = plt.subplots(
+        len(variants), len(buckets), figsize=(4.2 * len(buckets), 3.8 * len(variants)),
+        squeeze=False, sharex=True,
+    )
+    for r_i, v in enumerate(variants):
+        for c_i, b in enumerate(buckets):
+            ax = axes[r_i][c_i]
+            brows = [r for r in v["rows"] if r["bucket"] == b]
+            for system in dict.fromkeys(r["system"] for r in brows):
+                srows = sorted((r for r in brows if r["system"] == system),
+                               key=lambda r: r["recall"])
+                color, marker = STYLE.get(system, ("gray", "."))
+                ax.plot([r["recall"] for r in srows], [r["qps"] for r in srows],
+                        marker=marker, color=color, label=system, lw=1.2, ms=5)
+            info = next(x for x in v["buckets"] if x["bucket"] == b)
+            ax.set_title(f"{v['variant']} · {b} (median {info['allowed_median']:,.0f} allowed)",
+                         fontsize=9)
+            ax.set_yscale("log")
+            ax.grid(True, which="both", alpha=0.3)
+            if r_i == len(variants) - 1:
+                ax.set_xlabel("recall@10")
+            if c_i == 0:
+                ax.set_ylabel("QPS (1 thread, log)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=9,
+               bbox_to_anchor=(0.5, 1.0))
+    fig.suptitle("Filtered k=10 search: recall vs QPS per selectivity bucket "
+                 "(up and to the right is better)", y=1.04, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--workload", type=Path, default=WORKLOAD)
+    ap.add_argument("--quick", action="store_true", help="10k vectors, 20 queries per bucket")
+    ap.add_argument("--variant", action="append", choices=["correlated", "uncorrelated"],
+                    help="run only this variant (repeatable); default: the workload's list")
+    ap.add_argument("--name", default=None, help="result file stem (default filtered[_quick])")
+    ap.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
+    ap.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    quiet_server_logs()
+    wl = load_workload(args.workload, quick=args.quick)
+    name = args.name or ("filtered_quick" if args.quick else "filtered")
+    doc = run(copy.deepcopy(wl), cache_dir=args.cache_dir, results_dir=args.results_dir,
+              name=name, variants=args.variant)
+    log.info("done in %.1f min -> %s", doc["runtime_seconds"] / 60, args.results_dir / name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
