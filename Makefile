@@ -1,0 +1,47 @@
+# sievedb developer tasks. `make demo` and `make test` each build .venv on first use.
+#
+#   make venv        .venv with the package (editable) and the dev extra
+#   make demo        sievedb demo (real in-process server, 100k seeded vectors)
+#   make test        the pytest suite
+#   make bench-deps  add the bench extra (faiss-cpu, matplotlib, pyyaml)
+#   make proto       regenerate the committed gRPC/protobuf code
+#   make clean       remove .venv, build artefacts and caches (not ./sievedb-data)
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The stamps make re-running cheap; they are keyed on pyproject.toml, so a change of
+# dependencies reinstalls.
+DEV_STAMP := $(VENV)/.stamp-dev
+BENCH_STAMP := $(VENV)/.stamp-bench
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test bench-deps proto clean
+
+venv: $(DEV_STAMP)
+
+$(DEV_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+demo: venv
+	$(BIN)/sievedb demo $(DEMO_ARGS)
+
+test: venv
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench-deps: $(BENCH_STAMP)
+
+$(BENCH_STAMP): $(DEV_STAMP) pyproject.toml
+	$(BIN)/python -m pip install -e '.[bench]'
+	touch $@
+
+proto: venv
+	$(BIN)/python scripts/gen_proto.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info */*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
