@@ -1,0 +1,103 @@
+"""Smoke test of the benchmark suite: both benchmarks' core functions on tiny data.
+
+Correctness only (the result documents have the expected keys, recalls are in [0, 1], the
+filters mean the same thing to sievedb and to numpy); no timing assertions. Everything is
+written under tmp_path (cache and results).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+pytest.importorskip("yaml")
+pytest.importorskip("faiss")
+pytest.importorskip("matplotlib")
+
+from benchmarks import bench_filtered, bench_server_overhead  # noqa: E402
+from benchmarks.datasets.synthetic_arxiv import make_dataset  # noqa: E402
+from benchmarks.filtered_queries import Bucket, build_queries, exact_topk  # noqa: E402
+from benchmarks.harness import recall_at_k  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+def _tiny_workload() -> dict:
+    wl = bench_filtered.load_workload(quick=True)
+    wl["dataset"].update(n=3000, dim=32, query_vectors=50)
+    wl["queries_per_bucket"] = 4
+    wl["index"].update(ef_construction=40)
+    wl["systems"]["sievedb"]["ef"] = [None, 32]
+    wl["systems"]["hnswlib_filter"]["ef"] = [32]
+    wl["systems"]["hnswlib_postfilter"]["fetch_multiplier"] = [2, 50]
+    wl["systems"]["faiss_hnsw"]["ef"] = [32]
+    return wl
+
+
+def test_filtered_quick(tmp_path: Path) -> None:
+    wl = _tiny_workload()
+    doc = bench_filtered.run(
+        wl, cache_dir=tmp_path / "cache", results_dir=tmp_path / "results", name="f",
+        variants=["correlated", "uncorrelated"],
+    )
+    assert {"command", "environment", "workload", "variants", "rows"} <= doc.keys()
+    assert [v["variant"] for v in doc["variants"]] == ["correlated", "uncorrelated"]
+    systems = {r["system"] for r in doc["rows"]}
+    assert systems == {
+        "sievedb", "sievedb_grpc", "numpy_exact", "hnswlib_filter", "hnswlib_postfilter",
+        "faiss_hnsw",
+    }
+    for row in doc["rows"]:
+        assert {"variant", "bucket", "system", "params", "recall", "qps", "p50_ms",
+                "p99_ms"} <= row.keys()
+        assert 0.0 <= row["recall"] <= 1.0
+        assert row["qps"] > 0
+        if row["system"] == "sievedb":
+            assert sum(row["strategies"].values()) > 0
+        if row["system"] == "numpy_exact":
+            assert row["recall"] == pytest.approx(1.0)
+    for name in ("f.json", "f.md", "f.png"):
+        assert (tmp_path / "results" / name).stat().st_size > 0
+    json.loads((tmp_path / "results" / "f.json").read_text())
+
+
+def test_server_overhead_quick(tmp_path: Path) -> None:
+    cfg = {"n": 6000, "dim": 32, "queries": 40, "efs": [32], "batch_repeats": 1}
+    doc = bench_server_overhead.run(
+        cfg, cache_dir=tmp_path / "cache", results_dir=tmp_path / "results", name="o"
+    )
+    assert {"command", "environment", "config", "builds", "single_query", "batch"} <= doc.keys()
+    assert {r["system"] for r in doc["single_query"]} == {
+        "hnswlib", "sievedb_engine", "sievedb_grpc",
+    }
+    for row in doc["single_query"] + doc["batch"]:
+        assert 0.0 <= row["recall"] <= 1.0
+        assert row["qps"] > 0
+    assert (tmp_path / "results" / "o.md").read_text().startswith("# o")
+
+
+def test_queries_land_in_their_buckets() -> None:
+    data = make_dataset(5000, 16, 20, variant="uncorrelated", seed=3)
+    buckets = [Bucket("50%", 0.25, 0.75), Bucket("1%", 0.005, 0.02)]
+    fq = build_queries(data.attributes, 20, buckets, 5, seed=3)
+    n = len(data.attributes)
+    for q in fq:
+        b = next(b for b in buckets if b.name == q.bucket)
+        assert b.contains(q.count, n)
+        assert np.all(np.diff(q.allowed) > 0)
+    # exact_topk agrees with a brute-force sort over the allowed rows
+    q = fq[0]
+    scores = data.base[q.allowed] @ data.queries[q.query_row]
+    expect = q.allowed[np.argsort(-scores)[:10]]
+    assert exact_topk(data.base, data.queries[q.query_row], q.allowed, 10).tolist() == (
+        expect.tolist()
+    )
+    assert recall_at_k([expect[:5]], [expect], 10) == pytest.approx(0.5)
