@@ -273,7 +273,9 @@ def _run_variant(
         for ef in systems["faiss_hnsw"].get("ef", []):
             def faiss_run(i: int, ef: int = ef) -> list[int]:
                 q = fq[i]
-                sp = faiss.SearchParametersHNSW(sel=selectors[i], efSearch=ef)
+                sp = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
+                    sel=selectors[i], efSearch=ef
+                )
                 _, labels = findex.search(qvecs[q.query_row][None, :], k, params=sp)
                 lab = labels[0]
                 return lab[lab >= 0].tolist()

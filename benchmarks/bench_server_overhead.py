@@ -154,7 +154,7 @@ def run(
                     # Batch throughput: the whole query set in one call, best of N repeats.
                     threads = _threads()
 
-                    def hnsw_batch(ef: int = ef) -> list[list[int]]:
+                    def hnsw_batch(ef: int = ef, threads: int = threads) -> list[list[int]]:
                         index.set_ef(ef)
                         labels, _ = index.knn_query(queries, k=K, num_threads=threads)
                         return labels.tolist()
@@ -171,8 +171,11 @@ def run(
                     for system, bfn in (("hnswlib", hnsw_batch), ("sievedb_engine", engine_batch),
                                         ("sievedb_grpc", grpc_batch)):
                         bfn()
-                        nanos, outs = time_each(lambda _i, bfn=bfn: bfn(),
-                                                int(cfg["batch_repeats"]))
+
+                        def repeat(_i: int, bfn: Any = bfn) -> list[list[int]]:
+                            return bfn()  # type: ignore[no-any-return]
+
+                        nanos, outs = time_each(repeat, int(cfg["batch_repeats"]))
                         best_s = float(nanos.min()) / 1e9
                         batch_rows.append({
                             "ef": ef, "system": system, "threads": threads, "batch": nq,
@@ -204,16 +207,23 @@ def run(
 
 def render_markdown(doc: dict[str, Any]) -> str:
     cfg, b = doc["config"], doc["builds"]
-    out = [
+    cached = b["sievedb"].get("cached") or b["hnswlib"].get("cached")
+    intro = (
         f"{cfg['n']:,} × {cfg['dim']} float32, cosine, M={cfg['m']}, "
         f"ef_construction={cfg['ef_construction']}, k={cfg['k']}, {cfg['queries']} queries, "
         f"{cfg['warmup_queries']} warm-up queries per system. Total runtime "
-        f"{doc['runtime_seconds'] / 60:.1f} min.",
-        "",
+        f"{doc['runtime_seconds'] / 60:.1f} min."
+    )
+    build = (
         f"Build: hnswlib `add_items` {b['hnswlib']['seconds']:.0f} s; sievedb `Engine.upsert` "
         f"in batches of 5000 {b['sievedb']['seconds']:.0f} s "
         f"({b['sievedb'].get('threads')} threads for both"
-        f"{'; timings from the build that produced the cache' if b['sievedb'].get('cached') or b['hnswlib'].get('cached') else ''}).",
+        f"{'; timings from the build that produced the cache' if cached else ''})."
+    )
+    out = [
+        intro,
+        "",
+        build,
         "",
         "## Single query, sequential, one client thread",
         "",
@@ -226,8 +236,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
     ]
     out.append(markdown_table(rows, ["ef", "system", "recall", "p50_ms", "p99_ms", "mean_ms",
                                      "qps", "p50 ratio", "QPS ratio", "added p50 ms"]))
-    out += ["", "Engine stage timings (explain): median time inside the graph search vs "
-            "hit materialisation:", ""]
+    out += ["", ("Engine stage timings (explain): median time inside the graph search vs "
+                 "hit materialisation:"), ""]
     out.append(markdown_table(
         [{"ef": ef, **s} for ef, s in doc["engine_stages"].items()],
         ["ef", "search_stage_p50_ms", "fetch_stage_p50_ms"],

@@ -202,11 +202,11 @@ class _Templates:
         mask = (
             (self.a.has_comment == flag) & (self.a.main_category == c) & (self.a.license == lic)
         )
-        return (
+        expr = (
             f"has_comment == {str(flag).lower()} and main_category == {_q(ARCHIVES[c])} "
-            f"and license == {_q(LICENSES[lic])}",
-            mask,
+            f"and license == {_q(LICENSES[lic])}"
         )
+        return expr, mask
 
     def not_license_and_comment(self, rng: np.random.Generator, t: float) -> Candidate:
         lic = int(rng.integers(len(LICENSES)))

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -78,7 +78,7 @@ class Timer:
     seconds: float = 0.0
     _t0: int = field(default=0, repr=False)
 
-    def __enter__(self) -> Timer:
+    def __enter__(self) -> Self:
         self._t0 = time.perf_counter_ns()
         return self
 
@@ -113,7 +113,9 @@ def latency_summary(nanos: np.ndarray) -> dict[str, float]:
     }
 
 
-def recall_at_k(found: Sequence[Iterable[int]], truth: Sequence[Sequence[int]], k: int) -> float:
+def recall_at_k(
+    found: Sequence[Iterable[int]], truth: Sequence[Any] | np.ndarray, k: int
+) -> float:
     """Mean over queries of |found ∩ truth[:k]| / min(k, |truth|) (queries with no truth skip).
 
     The denominator is min(k, |truth|) so a filter allowing only 3 points can still score 1.0.
@@ -180,7 +182,7 @@ def environment() -> dict[str, Any]:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        if value != value:  # NaN
+        if np.isnan(value):
             return "–"
         if abs(value) >= 100:
             return f"{value:,.0f}"
@@ -211,11 +213,13 @@ def write_results(
         "",
         f"Command: `{doc.get('command', '')}`",
         "",
-        f"Environment: sievedb @ `{(env.get('git_sha') or '?')[:10]}`"
-        f"{' (dirty)' if env.get('git_dirty') else ''}, Python {env.get('python')}, "
-        f"numpy {env.get('numpy')}, hnswlib {env.get('hnswlib')}, faiss {env.get('faiss')}, "
-        f"{env.get('cpu_model')} ({env.get('cpu_affinity')} usable cores), "
-        f"{env.get('timestamp_utc')}.",
+        (
+            f"Environment: sievedb @ `{(env.get('git_sha') or '?')[:10]}`"
+            f"{' (dirty)' if env.get('git_dirty') else ''}, Python {env.get('python')}, "
+            f"numpy {env.get('numpy')}, hnswlib {env.get('hnswlib')}, faiss {env.get('faiss')}, "
+            f"{env.get('cpu_model')} ({env.get('cpu_affinity')} usable cores), "
+            f"{env.get('timestamp_utc')}."
+        ),
         "",
     ]
     md_path.write_text("\n".join(header) + markdown.rstrip() + "\n")

@@ -22,10 +22,10 @@ pytest.importorskip("yaml")
 pytest.importorskip("faiss")
 pytest.importorskip("matplotlib")
 
-from benchmarks import bench_filtered, bench_server_overhead  # noqa: E402
-from benchmarks.datasets.synthetic_arxiv import make_dataset  # noqa: E402
-from benchmarks.filtered_queries import Bucket, build_queries, exact_topk  # noqa: E402
-from benchmarks.harness import recall_at_k  # noqa: E402
+from benchmarks import bench_filtered, bench_server_overhead
+from benchmarks.datasets.synthetic_arxiv import make_dataset
+from benchmarks.filtered_queries import Bucket, build_queries, exact_topk
+from benchmarks.harness import recall_at_k
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
