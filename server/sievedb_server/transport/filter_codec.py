@@ -13,11 +13,11 @@
 
 from __future__ import annotations
 
-import numbers
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sievedb_proto import values as _values
 from sievedb_proto.v1 import sievedb_pb2 as pb
+from sievedb_proto.values import datetime_to_micros
 
 from sievedb_server.errors import InvalidAttributes, InvalidFilter
 from sievedb_server.filters.model import (
@@ -46,9 +46,6 @@ __all__ = [
     "encode_value",
 ]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
-_MAX_VALUE_DEPTH = 8
 _BOUNDS = ("gt", "gte", "lt", "lte")
 
 
@@ -57,58 +54,20 @@ _BOUNDS = ("gt", "gte", "lt", "lte")
 # --------------------------------------------------------------------------------------
 
 
-def decode_value(msg: pb.AttrValue, _depth: int = 0) -> Any:
+def decode_value(msg: pb.AttrValue) -> Any:
     """One wire value → None | bool | int | float | str | datetime (aware UTC) | list."""
-    kind = msg.WhichOneof("kind")
-    if kind is None:
-        raise InvalidAttributes("attribute value has no kind set")
-    if kind == "null_value":
-        return None
-    if kind == "datetime_value":
-        try:
-            return _EPOCH + timedelta(microseconds=msg.datetime_value)
-        except OverflowError:
-            raise InvalidAttributes(
-                f"datetime {msg.datetime_value} µs is outside the supported range"
-            ) from None
-    if kind == "list_value":
-        if _depth >= _MAX_VALUE_DEPTH:
-            raise InvalidAttributes(f"lists are nested deeper than {_MAX_VALUE_DEPTH} levels")
-        return [decode_value(v, _depth + 1) for v in msg.list_value.values]
-    return getattr(msg, kind)
+    try:
+        return _values.decode_value(msg)
+    except ValueError as exc:
+        raise InvalidAttributes(str(exc)) from None
 
 
-def encode_value(value: Any, _depth: int = 0) -> pb.AttrValue:
+def encode_value(value: Any) -> pb.AttrValue:
     """A Python attribute value → wire value. Naive datetimes are taken as UTC."""
-    if value is None:
-        return pb.AttrValue(null_value=True)
-    if isinstance(value, bool):
-        return pb.AttrValue(bool_value=value)
-    if isinstance(value, numbers.Integral):
-        number = int(value)
-        if not _I64_MIN <= number <= _I64_MAX:
-            raise InvalidAttributes(f"integer {number} is outside the signed 64-bit range")
-        return pb.AttrValue(int_value=number)
-    if isinstance(value, numbers.Real):
-        return pb.AttrValue(float_value=float(value))
-    if isinstance(value, str):
-        return pb.AttrValue(string_value=value)
-    if isinstance(value, datetime):
-        return pb.AttrValue(datetime_value=datetime_to_micros(value))
-    if isinstance(value, list | tuple):
-        if _depth >= _MAX_VALUE_DEPTH:
-            raise InvalidAttributes(f"lists are nested deeper than {_MAX_VALUE_DEPTH} levels")
-        return pb.AttrValue(
-            list_value=pb.ListValue(values=[encode_value(v, _depth + 1) for v in value])
-        )
-    raise InvalidAttributes(f"unsupported attribute value of type {type(value).__name__}")
-
-
-def datetime_to_micros(value: datetime) -> int:
-    """Exact microseconds since the epoch (integer arithmetic; naive = UTC)."""
-    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
-    delta = aware - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    try:
+        return _values.encode_value(value)
+    except ValueError as exc:
+        raise InvalidAttributes(str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------
