@@ -45,7 +45,7 @@ from sievedb_server.errors import CorruptData, InvalidArgument, PointNotFound
 from sievedb_server.filters.model import Filter
 from sievedb_server.filters.planner import DEFAULT_PLANNER, PlannerConfig
 from sievedb_server.filters.reference import matches
-from sievedb_server.index.attributes import AttributeIndex, StagedChanges
+from sievedb_server.index.attributes import AttributeIndex, StagedChanges, bitmap_of
 from sievedb_server.index.exact import exact_topk, score_matrix
 from sievedb_server.index.hnsw import HnswIndex
 from sievedb_server.index.vectors import VectorArray
@@ -132,7 +132,7 @@ class Collection:
                 (label for label, _ in self.store.iter_labels(txn)), dtype=np.int64
             )
             self.vectors.live[live_labels] = True
-            self.live_bitmap = BitMap(live_labels.astype(np.uint32))
+            self.live_bitmap = bitmap_of(live_labels)
             self._live_count = int(live_labels.size)
             stamp = self.graph.read_stamp()
             replay: np.ndarray | None = None
@@ -265,7 +265,7 @@ class Collection:
                 self.in_graph[lb] = True
         with self._index_lock.write():
             self._live_count += new_points
-            self.live_bitmap.update(labels.astype(np.uint32))
+            self.live_bitmap |= bitmap_of(labels)
             self.attr_index.apply(staged)
 
     def delete(self, ids: Sequence[PointId]) -> tuple[int, int]:
@@ -302,7 +302,7 @@ class Collection:
                 self.graph.mark_deleted(arr)
                 self.in_graph[arr] = False
                 self._live_count -= len(arr)
-                self.live_bitmap.difference_update(BitMap(arr.astype(np.uint32)))
+                self.live_bitmap.difference_update(bitmap_of(arr))
                 self.attr_index.apply(staged)
         return len(arr), seq
 

@@ -42,7 +42,13 @@ from sievedb_server.filters.model import (
     ValuesCount,
     value_key,
 )
-from sievedb_server.index.attributes import NUMERIC_TYPES, POSTING_TYPES, AttributeIndex, number_of
+from sievedb_server.index.attributes import (
+    NUMERIC_TYPES,
+    POSTING_TYPES,
+    AttributeIndex,
+    bitmap_of,
+    number_of,
+)
 
 __all__ = ["BitmapContext", "allowed_superset"]
 
@@ -76,7 +82,7 @@ def _filter(flt: Filter, ctx: BitmapContext) -> tuple[BitMap, bool]:
                 np.concatenate([np.asarray(bm.to_array(), dtype=np.int64) for bm, _ in parts])
                 if parts else np.empty(0, dtype=np.int64)
             )
-            should = BitMap(np.flatnonzero(counts >= need).astype(np.uint32))
+            should = bitmap_of(np.flatnonzero(counts >= need))
         else:
             should = BitMap.union(*(bm for bm, _ in parts))
             exact = False
@@ -110,7 +116,8 @@ def _condition(cond: Condition, ctx: BitmapContext) -> tuple[BitMap, bool]:
     if isinstance(cond, Match | MatchAny):
         values = (cond.value,) if isinstance(cond, Match) else cond.values
         if spec.type in POSTING_TYPES:
-            return BitMap.union(BitMap(), *(idx.posting(spec.name, value_key(v)) for v in values)), True
+            postings = (idx.posting(spec.name, value_key(v)) for v in values)
+            return BitMap.union(BitMap(), *postings), True
         if spec.type is FieldType.DATETIME:
             return _datetimes_equal(spec.name, values, idx), True
         return BitMap(), True  # floats are never matched for equality
