@@ -52,6 +52,7 @@ DEFAULT_DIM = 64
 DEFAULT_QUERY_COUNT = 50
 DEFAULT_BATCH = 5_000
 IN_FLIGHT = 2
+MAX_BATCH_BYTES = 16 * 1024 * 1024
 # Half the server default (200): ~2x faster graph build for 100k points; recall@10 is
 # printed, so the trade is visible.
 DEFAULT_EF_CONSTRUCTION = 100
@@ -240,6 +241,8 @@ def _load(
     progress: TextIO,
 ) -> None:
     n = len(base)
+    # Keep each request's vectors well inside the server's default 64 MiB message limit.
+    batch_size = max(1, min(batch_size, MAX_BATCH_BYTES // (4 * base.shape[1])))
     tty = progress.isatty()
     next_report = 0.0
     done = 0
