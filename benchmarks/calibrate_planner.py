@@ -2,7 +2,7 @@
 
 For one seeded clustered collection (default 100k × 384, cosine) this forces each strategy
 (exact scan of the allowed set, HNSW with the filter in the traversal, HNSW + post-filter)
-through `PlannerConfig` overrides, at a ladder of selectivities, with random (uncorrelated)
+through `PlannerConfig` overrides, next to the default planner, at a ladder of selectivities, with random (uncorrelated)
 and cluster-correlated allowed sets, and reports median latency and recall@10 against the
 exact answer. The crossover points are the planner's constants (docs/PLANNER.md).
 
@@ -35,8 +35,10 @@ from benchmarks.harness import command_line, environment, markdown_table, write_
 FORCED = {
     "exact": PlannerConfig(exact_budget=10**12),
     "hnsw_filtered": PlannerConfig(exact_budget=0, postfilter_min=1.01),
+    # Post-filter only; when short it falls through to filtered traversal, never to exact.
     "hnsw_postfilter": PlannerConfig(exact_budget=0, postfilter_min=0.0,
-                                     postfilter_max_fetch=10**6),
+                                     postfilter_max_fetch=10**6, fallback_exact_budget=0),
+    "planner (defaults)": PlannerConfig(),
 }
 SELECTIVITIES = [0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.003, 0.001]
 

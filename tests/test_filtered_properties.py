@@ -144,7 +144,9 @@ def oracle(data, attrs, ids, flt, q, k):
 PLANNERS = {
     "default": PlannerConfig(),
     "graph_filtered": PlannerConfig(exact_budget=0, postfilter_min=1.01),
-    "graph_postfilter": PlannerConfig(exact_budget=0, postfilter_min=0.0, postfilter_max_fetch=8),
+    "graph_postfilter": PlannerConfig(
+        exact_budget=0, postfilter_min=0.0, overfetch=0.5, fallback_exact_budget=0
+    ),
 }
 
 

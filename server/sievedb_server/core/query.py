@@ -19,7 +19,7 @@ from pyroaring import BitMap
 from sievedb_server.core.types import Metric, Plan, PlanStage, SearchParams
 from sievedb_server.filters.bitmaps import BitmapContext, allowed_superset
 from sievedb_server.filters.model import Filter
-from sievedb_server.filters.planner import choose
+from sievedb_server.filters.planner import choose, fallback_after_short_postfilter
 
 if TYPE_CHECKING:
     from sievedb_server.core.collection import Collection
@@ -98,16 +98,18 @@ def run_query(
         result = _graph(coll, q, k, choice.ef, None)
     elif strategy == "hnsw_postfilter":
         assert allowed is not None
-        result, detail = _postfilter(coll, q, k, choice.fetch, ef, allowed)
+        result, detail = _postfilter(coll, q, k, choice.fetch, choice.ef, allowed)
         if result is None:
-            strategy = "hnsw_filtered"
-    if strategy == "hnsw_filtered":
+            strategy = "hnsw_postfilter+" + fallback_after_short_postfilter(
+                n_allowed, coll.dim, coll.planner
+            )
+    if strategy.endswith("hnsw_filtered"):
         assert allowed is not None
-        result = _graph(coll, q, k, choice.ef, _membership(allowed))
+        result = _graph(coll, q, k, max(choice.ef, ef), _membership(allowed))
     if result is None or len(result[0]) < k:
-        if strategy != "exact":
-            detail = (detail + "; " if detail else "") + f"{strategy} came back short, exact scan"
-            strategy = f"{strategy}+exact" if strategy != "empty" else strategy
+        if not strategy.endswith("exact"):
+            detail = (detail + "; " if detail else "") + f"{strategy} came back short"
+            strategy += "+exact"
         result = _exact(coll, q, k, allowed)
     stages.append(PlanStage("search", time.perf_counter_ns() - t0))
     plan = Plan(
@@ -147,23 +149,21 @@ def _graph(
 def _postfilter(
     coll: Collection, q: np.ndarray, k: int, fetch: int, ef: int, allowed: AllowedSet
 ) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
-    bm = allowed.bitmap
-    check = allowed.check
-    while fetch <= min(coll.planner.postfilter_max_fetch * 4, coll.live_count):
-        found = _graph(coll, q, fetch, max(ef, fetch), None)
-        if found is None:
-            break
-        labels, scores = found
-        keep = np.fromiter(
-            (lb in bm and (check is None or check(lb)) for lb in labels.tolist()),
-            dtype=bool,
-            count=len(labels),
-        )
-        if keep.sum() >= k:
-            idx = np.flatnonzero(keep)[:k]
-            return (labels[idx], scores[idx]), f"fetched {fetch}"
-        fetch *= 4
-    return None, f"post-filter short at fetch {fetch // 4}"
+    """Unfiltered search for `fetch` candidates, keep the allowed ones; None when short."""
+    found = _graph(coll, q, fetch, ef, None)
+    if found is None:
+        return None, f"post-filter: graph returned fewer than {fetch}"
+    labels, scores = found
+    bm, check = allowed.bitmap, allowed.check
+    keep = np.fromiter(
+        (lb in bm and (check is None or check(lb)) for lb in labels.tolist()),
+        dtype=bool,
+        count=len(labels),
+    )
+    if keep.sum() < k:
+        return None, f"post-filter: {int(keep.sum())} of {fetch} candidates allowed"
+    idx = np.flatnonzero(keep)[:k]
+    return (labels[idx], scores[idx]), f"post-filter: fetched {fetch} at ef {ef}"
 
 
 def _exact(

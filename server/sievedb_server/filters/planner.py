@@ -8,8 +8,8 @@ upper bound (when unindexed conditions must be re-checked), the live count, k, e
 | `empty`           | nothing passes the filter                                           |
 | `exact`           | asked for, tiny collection, or |allowed|·dim ≤ exact_budget (a scan of the allowed rows beats the graph) |
 | `hnsw`            | no filter                                                           |
-| `hnsw_postfilter` | selectivity ≥ postfilter_min: search unfiltered with over-fetch k/s, keep allowed hits, widen if short |
-| `hnsw_filtered`   | otherwise: hnswlib traversal with a bitmap-membership filter         |
+| `hnsw_postfilter` | selectivity ≥ postfilter_min: search unfiltered with over-fetch k/s, keep allowed hits; if short (anti-correlated filter) scan exactly, or for huge sets use filtered traversal |
+| `hnsw_filtered`   | otherwise: hnswlib traversal with a bitmap-membership filter (a Python callback per visited point: the last resort) |
 
 The constants are calibrated by `benchmarks/calibrate_planner.py` on this machine class and
 recorded with their figures in `benchmarks/results/`; see docs/PLANNER.md.
@@ -22,7 +22,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_PLANNER", "PlanChoice", "PlannerConfig", "choose"]
+__all__ = [
+    "DEFAULT_PLANNER",
+    "PlanChoice",
+    "PlannerConfig",
+    "choose",
+    "fallback_after_short_postfilter",
+]
 
 
 
@@ -30,15 +36,20 @@ __all__ = ["DEFAULT_PLANNER", "PlanChoice", "PlannerConfig", "choose"]
 class PlannerConfig:
     """The cost model's thresholds (calibrated defaults; tests override them to force paths)."""
 
-    # Exact scan of the allowed rows costs ~ |allowed|·dim multiply-adds plus the gather of the
-    # rows; at or below this many floats it beats filtered HNSW.
+    # Exact scan of the allowed rows costs ~ |allowed|·dim multiply-adds plus the gather of
+    # the rows; at or below this many floats it beats every graph strategy.
     exact_budget: int = 3_000_000
-    # At or above this selectivity post-filtering an unfiltered search wins (few rejects).
-    postfilter_min: float = 0.3
-    # Over-fetch factor on top of k / selectivity for post-filtering.
-    overfetch: float = 1.5
-    # Post-filter gives up (and falls through to filtered traversal) beyond this many candidates.
-    postfilter_max_fetch: int = 2_000
+    # At or above this selectivity, post-filtering an unfiltered search is tried first.
+    postfilter_min: float = 0.05
+    # Candidates fetched = k / selectivity · overfetch (+10).
+    overfetch: float = 2.0
+    # Graph ef for post-filtering = max(ef, factor · fetch): the top `fetch` must be accurate.
+    postfilter_ef_factor: float = 1.5
+    # Post-filter never asks the graph for more candidates than this.
+    postfilter_max_fetch: int = 4_000
+    # When post-filtering comes back short (filter anti-correlated with the query), scan the
+    # allowed rows exactly if there are at most this many floats; else filtered traversal.
+    fallback_exact_budget: int = 40_000_000
 
 
 DEFAULT_PLANNER = PlannerConfig()
@@ -75,5 +86,11 @@ def choose(
     if selectivity >= config.postfilter_min:
         fetch = min(total, math.ceil(k / selectivity * config.overfetch) + 10)
         if fetch <= config.postfilter_max_fetch:
-            return PlanChoice("hnsw_postfilter", fetch=fetch, ef=max(ef, fetch))
+            pf_ef = max(ef, math.ceil(config.postfilter_ef_factor * fetch))
+            return PlanChoice("hnsw_postfilter", fetch=fetch, ef=pf_ef)
     return PlanChoice("hnsw_filtered", ef=max(ef, k))
+
+
+def fallback_after_short_postfilter(allowed: int, dim: int, config: PlannerConfig) -> str:
+    """What to run when post-filtering found fewer than k allowed hits."""
+    return "exact" if allowed * dim <= config.fallback_exact_budget else "hnsw_filtered"
