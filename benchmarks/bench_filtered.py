@@ -119,6 +119,7 @@ def _rows_for(
     nanos: np.ndarray,
     found: list[list[int]],
     strategies: list[str] | None = None,
+    stages: list[dict[str, int]] | None = None,
 ) -> list[dict[str, Any]]:
     rows = []
     buckets = list(dict.fromkeys(q.bucket for q in fq))
@@ -135,6 +136,16 @@ def _rows_for(
         }
         if strategies is not None:
             row["strategies"] = dict(Counter(strategies[i] for i in idx).most_common())
+            # Median latency per chosen strategy: which plan paid off in this bucket.
+            row["p50_ms_by_strategy"] = {
+                s: float(np.median([nanos[i] for i in idx if strategies[i] == s])) / 1e6
+                for s in row["strategies"]
+            }
+        if stages is not None:
+            names = sorted({n for i in idx for n in stages[i]})
+            row["stage_p50_ms"] = {
+                n: float(np.median([stages[i].get(n, 0) for i in idx])) / 1e6 for n in names
+            }
         rows.append(row)
     return rows
 
@@ -182,15 +193,21 @@ def _run_variant(
         for ef in systems.get("sievedb", {}).get("ef", [None]):
             params = SearchParams(k=k, ef=ef, with_attributes=False, explain=True)
             plans: list[str] = [""] * len(fq)
+            stages: list[dict[str, int]] = [{} for _ in fq]
 
-            def sievedb_run(i: int, params: Any = params, plans: list[str] = plans) -> list[int]:
+            def sievedb_run(
+                i: int, params: Any = params, plans: list[str] = plans,
+                stages: list[dict[str, int]] = stages,
+            ) -> list[int]:
                 q = fq[i]
                 res = engine.search(name, qvecs[q.query_row], params, flts[i])
-                plans[i] = res.plan.strategy if res.plan else "?"
+                if res.plan is not None:
+                    plans[i] = res.plan.strategy
+                    stages[i] = {st.name: st.nanos for st in res.plan.stages}
                 return [int(h.id) for h in res.hits]
 
             nanos, found = _timed(sievedb_run, fq)
-            rows += _rows_for("sievedb", {"ef": ef}, fq, gt, k, nanos, found, plans)
+            rows += _rows_for("sievedb", {"ef": ef}, fq, gt, k, nanos, found, plans, stages)
             log.info("%s: sievedb ef=%s done", variant, ef)
 
         if "sievedb_grpc" in systems:
@@ -399,14 +416,20 @@ def render_markdown(doc: dict[str, Any]) -> str:
                 "p50 ms": r["p50_ms"],
                 "p99 ms": r["p99_ms"],
                 "short": r["short_results"],
-                "plans": ", ".join(f"{k} {n}" for k, n in r.get("strategies", {}).items()),
+                "plans (n, p50 ms)": ", ".join(
+                    f"{k} {n} ({r['p50_ms_by_strategy'][k]:.2f})"
+                    for k, n in r.get("strategies", {}).items()
+                ),
+                "stages p50 ms": ", ".join(
+                    f"{k} {v:.2f}" for k, v in r.get("stage_p50_ms", {}).items()
+                ),
             }
             for r in v["rows"]
         ]
         out.append(markdown_table(
             full,
             ["bucket", "system", "params", "recall@10", "QPS", "p50 ms", "p99 ms", "short",
-             "plans"],
+             "plans (n, p50 ms)", "stages p50 ms"],
         ))
     return "\n".join(out)
 
