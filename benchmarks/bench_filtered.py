@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import sys
 import tempfile
@@ -466,6 +467,10 @@ def plot_recall_qps(doc: dict[str, Any], path: Path) -> None:
                 color, marker = STYLE.get(system, ("gray", "."))
                 ax.plot([r["recall"] for r in srows], [r["qps"] for r in srows],
                         marker=marker, color=color, label=system, lw=1.2, ms=5)
+                if system == "sievedb":  # ring the default configuration
+                    d = [r for r in srows if r["params"].get("ef") is None]
+                    ax.plot([r["recall"] for r in d], [r["qps"] for r in d], "o", ms=11,
+                            mfc="none", mec=color, mew=1.5)
             info = next(x for x in v["buckets"] if x["bucket"] == b)
             ax.set_title(f"{v['variant']} · {b} (median {info['allowed_median']:,.0f} allowed)",
                          fontsize=9)
@@ -479,7 +484,8 @@ def plot_recall_qps(doc: dict[str, Any], path: Path) -> None:
     fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=9,
                bbox_to_anchor=(0.5, 1.0))
     fig.suptitle("Filtered k=10 search: recall vs QPS per selectivity bucket "
-                 "(up and to the right is better)", y=1.04, fontsize=11)
+                 "(up and to the right is better; ringed = sievedb default)", y=1.04,
+                 fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -494,7 +500,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--name", default=None, help="result file stem (default filtered[_quick])")
     ap.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
     ap.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    ap.add_argument("--plot-only", type=Path, metavar="JSON",
+                    help="redraw the PNG next to an existing result JSON and exit")
     args = ap.parse_args(argv)
+    if args.plot_only is not None:
+        plot_recall_qps(json.loads(args.plot_only.read_text()),
+                        args.plot_only.with_suffix(".png"))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     quiet_server_logs()
     wl = load_workload(args.workload, quick=args.quick)
