@@ -48,6 +48,7 @@ from sievedb_server.filters.reference import matches
 from sievedb_server.index.attributes import AttributeIndex, StagedChanges, bitmap_of
 from sievedb_server.index.exact import exact_topk, score_matrix
 from sievedb_server.index.hnsw import HnswIndex
+from sievedb_server.index.idmap import LabelIds
 from sievedb_server.index.vectors import VectorArray
 from sievedb_server.storage import layout
 from sievedb_server.storage.store import CollectionStore
@@ -97,6 +98,7 @@ class Collection:
         )
         self.graph = HnswIndex(folder, self.dim, self.metric, self.spec.hnsw)
         self.in_graph = np.zeros(self.vectors.capacity, dtype=bool)
+        self.ids = LabelIds(self.vectors.capacity)
         self.attr_index = AttributeIndex(self.spec.schema)
         with self.store.read() as txn:
             self.attr_index.load(txn, self.store.db["postings"], self.store.db["numeric"])
@@ -128,10 +130,12 @@ class Collection:
     def _recover(self, vec_file_ok: bool) -> None:
         started = time.perf_counter_ns()
         with self.store.read() as txn:
-            live_labels = np.fromiter(
-                (label for label, _ in self.store.iter_labels(txn)), dtype=np.int64
-            )
+            pairs = list(self.store.iter_labels(txn))
+            live_labels = np.fromiter((label for label, _ in pairs), dtype=np.int64,
+                                      count=len(pairs))
             self.vectors.live[live_labels] = True
+            self.ids.set(pairs)
+            del pairs
             self.live_bitmap = bitmap_of(live_labels)
             self._live_count = int(live_labels.size)
             stamp = self.graph.read_stamp()
@@ -198,6 +202,7 @@ class Collection:
             grown = np.zeros(self.vectors.capacity, dtype=bool)
             grown[: self.in_graph.shape[0]] = self.in_graph
             self.in_graph = grown
+            self.ids.grow(self.vectors.capacity)
         self.graph.ensure_capacity(needed)
 
     # -- writes ----------------------------------------------------------------------------
@@ -214,6 +219,7 @@ class Collection:
         vectors = np.ascontiguousarray(vectors, dtype="<f4")
         n = len(ids)
         labels = np.empty(n, dtype=np.int64)
+        created: list[tuple[int, PointId]] = []
         with self._write_mutex:
             txn = self.store.write()
             try:
@@ -228,6 +234,7 @@ class Collection:
                     if label is None:
                         label, next_label = next_label, next_label + 1
                         new_points += 1
+                        created.append((label, pid))
                     attrs = attributes[i] if attributes is not None else None
                     if indexed:
                         old = None if is_new else self.store.attributes(txn, label)
@@ -245,16 +252,24 @@ class Collection:
                 raise
             self.store.commit(txn)
             self._watermark = seq
-            self._apply_upsert(labels, vectors, new_points, staged)
+            self._apply_upsert(labels, vectors, new_points, staged, created)
         return seq
 
     def _apply_upsert(
-        self, labels: np.ndarray, vectors: np.ndarray, new_points: int, staged: StagedChanges
+        self,
+        labels: np.ndarray,
+        vectors: np.ndarray,
+        new_points: int,
+        staged: StagedChanges,
+        created: list[tuple[int, PointId]],
     ) -> None:
         # The last occurrence of a label in the batch wins, as in LMDB.
         rev_unique, rev_idx = np.unique(labels[::-1], return_index=True)
         keep = len(labels) - 1 - rev_idx
         labels, vectors = rev_unique, vectors[keep]
+        with self._index_lock.write():
+            self._grow(int(labels.max()) + 1)
+            self.ids.set(created)  # before the labels become visible to searches
         for start in range(0, len(labels), APPLY_CHUNK):
             lb = labels[start : start + APPLY_CHUNK]
             vec = vectors[start : start + APPLY_CHUNK]
@@ -562,22 +577,26 @@ class Collection:
         params: SearchParams,
     ) -> list[SearchResult]:
         results: list[SearchResult] = []
-        with self.store.read() as txn:
+        txn = self.store.read() if params.with_attributes else None
+        try:
             for qi in range(len(labels)):
                 hits: list[Hit] = []
-                for j in range(len(labels[qi])):
-                    label = int(labels[qi][j])
-                    pid = self.store.id_of(txn, label)
-                    if pid is None:
+                row = np.asarray(labels[qi], dtype=np.int64)
+                alive = self.vectors.live[row]
+                pids = self.ids.lookup(row)
+                row_scores = np.asarray(scores[qi], dtype=np.float32).tolist()
+                for j, label in enumerate(row.tolist()):
+                    if not alive[j]:
                         continue  # deleted after the index answered
-                    attrs = (
-                        (self.store.attributes(txn, label) or {})
-                        if params.with_attributes
-                        else None
-                    )
+                    attrs = None
+                    if txn is not None:
+                        attrs = self.store.attributes(txn, label) or {}
                     vec = vecs[qi][j] if vecs is not None else None
-                    hits.append(Hit(pid, float(scores[qi][j]), attrs, vec))
+                    hits.append(Hit(pids[j], row_scores[j], attrs, vec))
                 results.append(SearchResult(hits))
+        finally:
+            if txn is not None:
+                txn.abort()
         return results
 
     # -- maintenance -----------------------------------------------------------------------

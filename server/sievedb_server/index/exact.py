@@ -43,6 +43,8 @@ def exact_topk(
         empty = np.empty((scores.shape[0], 0))
         return empty.astype(np.int64), empty.astype(np.float32)
     keyed = -scores if metric.higher_is_closer else scores
+    if scores.shape[0] == 1:
+        return _topk_row(keyed[0], scores[0], k)
     if k < n:
         part = np.argpartition(keyed, k - 1, axis=1)[:, :k]
     else:
@@ -51,3 +53,10 @@ def exact_topk(
     order = np.lexsort((part, part_keys), axis=1)
     idx = np.take_along_axis(part, order, axis=1)
     return idx.astype(np.int64), np.take_along_axis(scores, idx, axis=1).astype(np.float32)
+
+
+def _topk_row(keyed: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """One query: the same answer as the batched path with 1-D operations (less overhead)."""
+    part = np.argpartition(keyed, k - 1)[:k] if k < keyed.shape[0] else np.arange(keyed.shape[0])
+    idx = part[np.lexsort((part, keyed[part]))]
+    return idx[None, :].astype(np.int64), scores[idx][None, :].astype(np.float32)
