@@ -38,9 +38,9 @@ class PlannerConfig:
 
     # Exact scan of the allowed rows costs ~ |allowed|·dim multiply-adds plus the gather of
     # the rows; at or below this many floats it beats every graph strategy.
-    exact_budget: int = 3_000_000
+    exact_budget: int = 1_000_000
     # At or above this selectivity, post-filtering an unfiltered search is tried first.
-    postfilter_min: float = 0.05
+    postfilter_min: float = 0.8
     # Candidates fetched = k / selectivity · overfetch (+10).
     overfetch: float = 2.0
     # Graph ef for post-filtering = max(ef, factor · fetch): the top `fetch` must be accurate.
@@ -49,7 +49,7 @@ class PlannerConfig:
     postfilter_max_fetch: int = 4_000
     # When post-filtering comes back short (filter anti-correlated with the query), scan the
     # allowed rows exactly if there are at most this many floats; else filtered traversal.
-    fallback_exact_budget: int = 40_000_000
+    fallback_exact_budget: int = 2_000_000
 
 
 DEFAULT_PLANNER = PlannerConfig()
