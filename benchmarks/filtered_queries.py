@@ -64,13 +64,17 @@ class FilteredQuery:
     expr: str
     query_row: int
     allowed: np.ndarray = field(repr=False)  # sorted int64 row ids of the base
+    # Recomputes the boolean mask from the attribute columns: what a user of a plain vector
+    # library pays per query to evaluate the filter (timed in the `+filter` baselines).
+    mask_fn: Callable[[], np.ndarray] = field(repr=False, default=lambda: np.zeros(0, bool))
 
     @property
     def count(self) -> int:
         return int(self.allowed.size)
 
 
-Candidate = tuple[str, np.ndarray] | None
+# (expression, zero-argument function recomputing the boolean mask from the columns)
+Candidate = tuple[str, Callable[[], np.ndarray]] | None
 
 
 def _q(s: str) -> str:
@@ -125,7 +129,8 @@ class _Templates:
         c = _pick_near(self.main_freq, t, rng)
         if c is None:
             return None
-        return f"main_category == {_q(ARCHIVES[c])}", self.a.main_category == c
+        a = self.a
+        return f"main_category == {_q(ARCHIVES[c])}", lambda: a.main_category == c
 
     def in_main(self, rng: np.random.Generator, t: float) -> Candidate:
         goal = t * rng.uniform(0.7, 1.3)
@@ -140,44 +145,48 @@ class _Templates:
         if len(chosen) < 2:
             return None
         names = ", ".join(_q(ARCHIVES[c]) for c in chosen)
-        return f"main_category in [{names}]", np.isin(self.a.main_category, chosen)
+        a = self.a
+        return f"main_category in [{names}]", lambda: np.isin(a.main_category, chosen)
 
     def contains_sub(self, rng: np.random.Generator, t: float) -> Candidate:
         s = _pick_near(self.sub_freq, t, rng)
         if s is None:
             return None
-        return f"{_q(self.a.sub_names[s])} in sub_categories", self.a.sub_categories[:, s]
+        a = self.a
+        return f"{_q(a.sub_names[s])} in sub_categories", lambda: a.sub_categories[:, s]
 
     def eq_license(self, rng: np.random.Generator, t: float) -> Candidate:
         lic = _pick_near(self.lic_freq, t, rng)
         if lic is None:
             return None
-        return f"license == {_q(LICENSES[lic])}", self.a.license == lic
+        a = self.a
+        return f"license == {_q(LICENSES[lic])}", lambda: a.license == lic
 
     def range_authors(self, rng: np.random.Generator, t: float) -> Candidate:
         x = self.a.number_of_authors
         lo, hi = _window(x, t, rng)
         if lo == hi:
-            return f"number_of_authors == {lo}", x == lo
-        return f"number_of_authors between {lo} and {hi}", (x >= lo) & (x <= hi)
+            return f"number_of_authors == {lo}", lambda: x == lo
+        return f"number_of_authors between {lo} and {hi}", lambda: (x >= lo) & (x <= hi)
 
     def range_date(self, rng: np.random.Generator, t: float) -> Candidate:
         d = self.a.update_day
         lo, hi = _window(d, t, rng)
-        return f"update_date between {_dt(lo)} and {_dt(hi)}", (d >= lo) & (d <= hi)
+        return f"update_date between {_dt(lo)} and {_dt(hi)}", lambda: (d >= lo) & (d <= hi)
 
     def main_and_date(self, rng: np.random.Generator, t: float) -> Candidate:
         ok = np.flatnonzero(self.main_freq >= t * 1.2)
         if not ok.size:
             return None
         c = int(rng.choice(ok))
-        in_c = self.a.main_category == c
+        a = self.a
+        in_c = a.main_category == c
         days = np.sort(self.a.update_day[in_c])
         frac = t / self.main_freq[c]
         since = int(days[min(days.size - 1, int((1.0 - frac) * days.size))])
         return (
             f"main_category == {_q(ARCHIVES[c])} and update_date >= {_dt(since)}",
-            in_c & (self.a.update_day >= since),
+            lambda: (a.main_category == c) & (a.update_day >= since),
         )
 
     def sub_and_authors(self, rng: np.random.Generator, t: float) -> Candidate:
@@ -185,23 +194,26 @@ class _Templates:
         if not ok.size:
             return None
         s = int(rng.choice(ok))
-        has = self.a.sub_categories[:, s]
+        a = self.a
+        has = a.sub_categories[:, s]
         frac = t / self.sub_freq[s]
         x = self.a.number_of_authors
         authors = np.sort(x[has])
         top = int(authors[min(authors.size - 1, int(frac * authors.size))])
         return (
             f"{_q(self.a.sub_names[s])} in sub_categories and number_of_authors <= {top}",
-            has & (x <= top),
+            lambda: a.sub_categories[:, s] & (x <= top),
         )
 
     def comment_main_license(self, rng: np.random.Generator, t: float) -> Candidate:
         flag = bool(rng.random() < 0.7)
         c = int(rng.integers(len(ARCHIVES)))
         lic = int(rng.integers(len(LICENSES)))
-        mask = (
-            (self.a.has_comment == flag) & (self.a.main_category == c) & (self.a.license == lic)
-        )
+        a = self.a
+
+        def mask() -> np.ndarray:
+            return (a.has_comment == flag) & (a.main_category == c) & (a.license == lic)
+
         expr = (
             f"has_comment == {str(flag).lower()} and main_category == {_q(ARCHIVES[c])} "
             f"and license == {_q(LICENSES[lic])}"
@@ -211,7 +223,11 @@ class _Templates:
     def not_license_and_comment(self, rng: np.random.Generator, t: float) -> Candidate:
         lic = int(rng.integers(len(LICENSES)))
         flag = bool(rng.random() < 0.5)
-        mask = (self.a.license != lic) & (self.a.has_comment == flag)
+        a = self.a
+
+        def mask() -> np.ndarray:
+            return (a.license != lic) & (a.has_comment == flag)
+
         return (
             f"license != {_q(LICENSES[lic])} and has_comment == {str(flag).lower()}",
             mask,
@@ -242,7 +258,8 @@ def build_queries(
             cand = make(rng, bucket.target(rng, n))
             if cand is None:
                 continue
-            expr, mask = cand
+            expr, mask_fn = cand
+            mask = mask_fn()
             count = int(np.count_nonzero(mask))
             if not bucket.contains(count, n):
                 continue
@@ -251,7 +268,9 @@ def build_queries(
                 continue
             seen.add(expr)
             row = int(rng.integers(n_query_vectors))
-            out.append(FilteredQuery(bucket.name, name, expr, row, np.flatnonzero(mask)))
+            out.append(
+                FilteredQuery(bucket.name, name, expr, row, np.flatnonzero(mask), mask_fn)
+            )
             got += 1
     return out
 

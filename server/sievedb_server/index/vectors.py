@@ -26,14 +26,16 @@ class VectorArray:
         self.dim = dim
         self.capacity = 0
         self._mm: np.memmap | None = None
+        self._view = np.zeros((0, dim), dtype="<f4")
         self.live = np.zeros(0, dtype=bool)
         self.sqnorms: np.ndarray | None = np.zeros(0, dtype=np.float32) if keep_sqnorms else None
         self.ensure_capacity(max(capacity, 1024))
 
     @property
     def data(self) -> np.ndarray:
-        assert self._mm is not None  # opened in __init__; never None afterwards
-        return self._mm
+        """The vectors as a plain ndarray view of the mapping (indexing a np.memmap subclass
+        costs extra per call on the hot path)."""
+        return self._view
 
     def ensure_capacity(self, needed: int) -> bool:
         """Grow to hold labels < `needed`; returns True if the array was remapped."""
@@ -43,6 +45,7 @@ class VectorArray:
         if self._mm is not None:
             self._mm.flush()
             self._mm = None
+            self._view = np.zeros((0, self.dim), dtype="<f4")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "ab") as fh:
             current = fh.seek(0, os.SEEK_END)
@@ -50,6 +53,7 @@ class VectorArray:
             if current < want:
                 fh.truncate(want)
         self._mm = np.memmap(self.path, dtype="<f4", mode="r+", shape=(new_cap, self.dim))
+        self._view = np.asarray(self._mm)
         live = np.zeros(new_cap, dtype=bool)
         live[: self.live.shape[0]] = self.live
         self.live = live
@@ -84,3 +88,4 @@ class VectorArray:
     def close(self) -> None:
         self.flush()
         self._mm = None
+        self._view = np.zeros((0, self.dim), dtype="<f4")
