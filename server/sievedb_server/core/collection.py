@@ -5,11 +5,23 @@ points, a log entry of the labels touched and the new watermark; after commit th
 applied to the derived structures in sub-batches under the index write lock, so searches wait
 at most one sub-batch. The caller is acknowledged only after both, so it reads its writes.
 
+Bulk path (`bulk_upsert`): the same one-transaction-per-chunk durability, but graph
+insertion is deferred. After commit a chunk is mirrored into the vector array, the live
+mask/bitmap and the posting lists (so exact search and filters see it at once) and its new
+labels join `pending`; a background indexer thread inserts pending labels into the graph in
+batches with `add_items(num_threads=all cores)`. A point that is already in the graph and is
+overwritten by the bulk path is updated in the graph synchronously, which keeps the invariant
+"a live label is either in the graph with its current vector, or pending". While the graph
+lags, `search_batch` merges graph answers with an exact scan of the pending labels
+(`merge_pending`), so results never miss a stored point.
+
 Recovery (on open): the live mask comes from LMDB; the HNSW graph and vector file are loaded
 if their stamp is not newer than LMDB and the log still covers everything after it, then the
 labels touched since the stamp are replayed from LMDB's current state (idempotent: a live
 label is re-added with its stored vector, a dead one is marked deleted). Otherwise both are
-rebuilt from LMDB.
+rebuilt from LMDB. Live labels absent from the graph afterwards (pending at the last
+checkpoint, or deferred because replay/rebuild is large) become pending again: their vectors
+are in the vector file, which every checkpoint flushes before stamping.
 """
 
 from __future__ import annotations
@@ -50,7 +62,7 @@ from sievedb_server.index.exact import exact_topk, score_matrix
 from sievedb_server.index.hnsw import HnswIndex
 from sievedb_server.index.idmap import LabelIds
 from sievedb_server.index.vectors import VectorArray
-from sievedb_server.storage import layout
+from sievedb_server.storage import layout, serde
 from sievedb_server.storage.store import CollectionStore
 
 __all__ = ["Collection"]
@@ -59,6 +71,12 @@ log = logging.getLogger(__name__)
 
 APPLY_CHUNK = 1024  # rows inserted into the graph per index-lock hold
 THREADS = max(1, os.cpu_count() or 1)
+# The background indexer inserts this many pending labels per index-lock hold: large enough
+# for add_items to keep every core busy, small enough that a search waits well under a second.
+INDEX_BATCH = 2048 * THREADS
+# On open, replay or rebuild at most this many points into the graph before serving; more are
+# left pending for the background indexer (the collection is searchable meanwhile).
+SYNC_GRAPH_MAX = 20_000
 
 
 class Collection:
@@ -103,9 +121,18 @@ class Collection:
         with self.store.read() as txn:
             self.attr_index.load(txn, self.store.db["postings"], self.store.db["numeric"])
         self.live_bitmap = BitMap()
+        self.pending = BitMap()  # live labels whose current vector is not in the graph yet
         self._index_watermark = 0
         self._closed = False
         self._recover(vec_file_ok)
+        self._wake_indexer = threading.Event()
+        self._stop_indexer = threading.Event()
+        self._indexer = threading.Thread(
+            target=self._index_loop, daemon=True, name=f"sievedb-indexer-{self.name}"
+        )
+        self._indexer.start()
+        if self.pending:
+            self._wake_indexer.set()
 
     # -- properties ------------------------------------------------------------------------
 
@@ -152,6 +179,10 @@ class Collection:
             self.vectors.recompute_sqnorms()
             self._replay(replay)
             how = f"loaded, replayed {replay.size} labels"
+        hi = self.vectors.capacity
+        self.pending = bitmap_of(np.flatnonzero(self.vectors.live[:hi] & ~self.in_graph[:hi]))
+        if self.pending:
+            how += f", {len(self.pending)} left to the background indexer"
         log.info(
             "collection %s open: %d points, watermark %d, index %s in %.1f ms",
             self.name,
@@ -164,12 +195,14 @@ class Collection:
     def _rebuild(self) -> None:
         self.graph.init_empty(max(self._live_count, 1024))
         self.in_graph[:] = False
+        to_graph = self._live_count <= SYNC_GRAPH_MAX  # else the indexer builds it in the background
         with self.store.read() as txn:
             for labels, vecs in self.store.iter_vectors(txn, self.dim):
                 self._grow(int(labels.max()) + 1)
                 self.vectors.write(labels, vecs)
-                self.graph.add(labels, vecs, num_threads=THREADS)
-                self.in_graph[labels] = True
+                if to_graph:
+                    self.graph.add(labels, vecs, num_threads=THREADS)
+                    self.in_graph[labels] = True
         self._index_watermark = 0  # nothing saved reflects this graph yet
 
     def _replay(self, touched: np.ndarray) -> None:
@@ -191,8 +224,11 @@ class Collection:
         if alive.size:
             vecs = np.frombuffer(b"".join(r for r in rows if r), dtype="<f4").reshape(-1, self.dim)
             self.vectors.write(alive, vecs)
-            self.graph.add(alive, vecs, num_threads=THREADS)
-            self.in_graph[alive] = True
+            # Points already in the graph get their current vector now; new ones too unless
+            # there are many, which the background indexer then inserts (see _recover).
+            sync = self.in_graph[alive] | (alive.size <= SYNC_GRAPH_MAX)
+            self.graph.add(alive[sync], vecs[sync], num_threads=THREADS)
+            self.in_graph[alive[sync]] = True
         self.graph.mark_deleted(dead)
         self.in_graph[dead] = False
 
@@ -281,7 +317,149 @@ class Collection:
         with self._index_lock.write():
             self._live_count += new_points
             self.live_bitmap |= bitmap_of(labels)
+            self.pending.difference_update(bitmap_of(labels))
             self.attr_index.apply(staged)
+
+    def bulk_upsert(
+        self,
+        ids: Sequence[PointId],
+        vectors: np.ndarray,
+        attributes: Sequence[Attributes | None] | None,
+        *,
+        load_id: str = "",
+        load_rows: int = 0,
+    ) -> int:
+        """Like `upsert` (one durable transaction), but graph insertion is left to the indexer.
+
+        With `load_id`, the same transaction records that the load has committed `load_rows`
+        source rows, so an interrupted load resumes exactly after its last durable chunk.
+        Within the chunk the last occurrence of an id wins. Returns the watermark.
+        """
+        if self.metric is Metric.COSINE:
+            vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = np.ascontiguousarray(vectors, dtype="<f4")
+        last = {pid: i for i, pid in enumerate(ids)}
+        if len(last) != len(ids):
+            keep = np.fromiter(sorted(last.values()), dtype=np.int64, count=len(last))
+            vectors = vectors[keep]
+            ids = [ids[i] for i in keep.tolist()]
+            if attributes is not None:
+                attributes = [attributes[i] for i in keep.tolist()]
+        n = len(ids)
+        labels = np.empty(n, dtype=np.int64)
+        new = np.zeros(n, dtype=bool)
+        created: list[tuple[int, PointId]] = []
+        indexed = bool(self.attr_index.fields)
+        with self._write_mutex:
+            txn = self.store.write()
+            try:
+                seq = self.store.watermark(txn) + 1
+                next_label = self.store.next_label(txn)
+                staged = StagedChanges()
+                packed: list[bytes | None] = []
+                for i, pid in enumerate(ids):
+                    label = self.store.label_of(txn, pid)
+                    attrs = attributes[i] if attributes is not None else None
+                    if label is None:
+                        label, next_label = next_label, next_label + 1
+                        new[i] = True
+                        created.append((label, pid))
+                    if indexed:
+                        old = None if new[i] else self.store.attributes(txn, label)
+                        self.attr_index.stage(staged, label, old, attrs)
+                    packed.append(serde.pack_attributes(attrs) if attrs else None)
+                    labels[i] = label
+                self.store.put_points_bulk(txn, labels, list(ids), vectors, packed, new)
+                self.attr_index.write(staged, txn, self.store.db["postings"],
+                                      self.store.db["numeric"])
+                self.store.append_log(txn, seq, labels)
+                self.store.set_counters(txn, seq, next_label)
+                if load_id:
+                    self.store.set_load_rows(txn, load_id, load_rows)
+            except BaseException:
+                txn.abort()
+                raise
+            self.store.commit(txn)
+            self._watermark = seq
+            with self._index_lock.write():
+                self._grow(int(labels.max()) + 1)
+                self.ids.set(created)
+                self.vectors.write(labels, vectors)
+                # Already in the graph: update it now (keeps "in graph => current vector").
+                sync = self.in_graph[labels]
+                if sync.any():
+                    self.graph.add(labels[sync], vectors[sync], num_threads=THREADS)
+                self.pending |= bitmap_of(labels[~sync])
+                self._live_count += len(created)
+                self.live_bitmap |= bitmap_of(labels)
+                self.attr_index.apply(staged)
+        self._wake_indexer.set()
+        return seq
+
+    def load_rows(self, load_id: str) -> int | None:
+        """Source rows committed by the resumable bulk load `load_id` (None: never seen)."""
+        with self.store.read() as txn:
+            return self.store.load_rows(txn, load_id)
+
+    def _index_loop(self) -> None:
+        """Background indexer: move pending labels into the graph, INDEX_BATCH at a time."""
+        while True:
+            self._wake_indexer.wait()
+            if self._stop_indexer.is_set():
+                return
+            try:
+                with self._index_lock.write():
+                    if self._closed or not self.pending:
+                        self._wake_indexer.clear()
+                        continue
+                    batch = np.asarray(self.pending[:INDEX_BATCH].to_array(), dtype=np.int64)
+                    vecs = np.ascontiguousarray(self.vectors.data[batch])
+                    self.graph.ensure_capacity(
+                        max(int(batch[-1]) + 1, self.graph.capacity,
+                            int(self.graph.index.element_count) + len(self.pending))
+                    )
+                    self.graph.add(batch, vecs, num_threads=THREADS)
+                    self.in_graph[batch] = True
+                    self.pending.difference_update(bitmap_of(batch))
+            except Exception:  # keep serving exactly; the next open retries from LMDB
+                log.exception("background indexing of %s failed", self.name)
+                self._wake_indexer.clear()
+
+    @property
+    def pending_count(self) -> int:
+        return len(self.pending)
+
+    def wait_indexed(self, timeout: float | None = None) -> bool:
+        """Block until no label is pending (True) or `timeout` seconds pass (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.pending:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def merge_pending(
+        self, query: np.ndarray, k: int, labels: np.ndarray, scores: np.ndarray,
+        allowed: AllowedSet | None,
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Merge a graph answer for one query with the exact top-k of the pending labels.
+
+        `allowed` is the query's allowed set (None = unfiltered). The caller holds the index
+        read lock, so `pending` and the graph agree. Returns (labels, scores, |pending scanned|).
+        """
+        cand = self.pending if allowed is None else self.pending & allowed.bitmap
+        if allowed is not None and allowed.check is not None and cand:
+            check = allowed.check
+            cand = BitMap(lb for lb in cand if check(lb))
+        if not cand or k == 0:
+            return labels, scores, 0
+        extra = np.asarray(cand.to_array(), dtype=np.int64)
+        found, top = self.exact_among(query[None, :], extra, min(k, extra.size))
+        all_labels = np.concatenate([np.asarray(labels, dtype=np.int64), found[0]])
+        all_scores = np.concatenate([np.asarray(scores, dtype=np.float32), top[0]])
+        key = -all_scores if self.metric.higher_is_closer else all_scores
+        order = np.lexsort((all_labels, key))[:k]
+        return all_labels[order], all_scores[order], int(extra.size)
 
     def delete(self, ids: Sequence[PointId]) -> tuple[int, int]:
         """Delete the points that exist; returns (deleted, watermark)."""
@@ -318,6 +496,7 @@ class Collection:
                 self.in_graph[arr] = False
                 self._live_count -= len(arr)
                 self.live_bitmap.difference_update(bitmap_of(arr))
+                self.pending.difference_update(bitmap_of(arr))
                 self.attr_index.apply(staged)
         return len(arr), seq
 
@@ -462,9 +641,11 @@ class Collection:
         ]
         with self._index_lock.read():
             outcomes = self._batched_unfiltered(queries, params) if not any(flts) else None
+            allowed_sets: list[AllowedSet | None] = [None] * len(queries)
             if outcomes is None:
                 resolved: dict[Filter, AllowedSet] = {}
                 outcomes = []
+                allowed_sets = []
                 for q, flt in zip(queries, flts):
                     allowed = None
                     if flt is not None:
@@ -472,6 +653,9 @@ class Collection:
                         if allowed is None:
                             allowed = resolved[flt] = resolve_filter(self, flt, force_exact=False)
                     outcomes.append(run_query(self, q, params, allowed))
+                    allowed_sets.append(allowed)
+            if self.pending:
+                self._merge_lagging(queries, params, outcomes, allowed_sets)
             vecs = (
                 [self.vectors.data[o.labels].copy() for o in outcomes]
                 if params.with_vectors
@@ -487,6 +671,31 @@ class Collection:
         for outcome in outcomes:
             outcome.plan.stages.append(PlanStage("fetch", fetch_ns))
         return [SearchResult(r.hits, o.plan) for r, o in zip(results, outcomes)]
+
+    def _merge_lagging(
+        self,
+        queries: np.ndarray,
+        params: SearchParams,
+        outcomes: list[QueryOutcome],
+        allowed_sets: Sequence[AllowedSet | None],
+    ) -> None:
+        """Graph answers miss pending labels: merge each with an exact scan of those allowed.
+
+        Exact strategies already scanned every allowed live label (pending ones included).
+        """
+        for i, outcome in enumerate(outcomes):
+            strategy = outcome.plan.strategy
+            if strategy == "empty" or strategy.endswith("exact"):
+                continue
+            t0 = time.perf_counter_ns()
+            k = min(params.k, outcome.plan.allowed)
+            labels, scores, scanned = self.merge_pending(
+                queries[i], k, outcome.labels, outcome.scores, allowed_sets[i]
+            )
+            outcome.labels, outcome.scores = labels, scores
+            outcome.plan.stages.append(PlanStage("pending", time.perf_counter_ns() - t0))
+            note = f"graph lags: merged an exact scan of {scanned} not-yet-indexed points"
+            outcome.plan.detail = f"{outcome.plan.detail}; {note}" if outcome.plan.detail else note
 
     def _batched_unfiltered(
         self, queries: np.ndarray, params: SearchParams
@@ -642,6 +851,10 @@ class Collection:
             return True
 
     def close(self, *, checkpoint: bool = True) -> None:
+        self._stop_indexer.set()
+        self._wake_indexer.set()
+        if self._indexer is not threading.current_thread():
+            self._indexer.join()
         if checkpoint:
             self.checkpoint()
         with self._write_mutex, self._index_lock.write():

@@ -9,6 +9,7 @@ both and compare (congruence). All methods are thread-safe and raise `sievedb_se
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import threading
 import uuid
@@ -50,6 +51,7 @@ __all__ = ["Engine"]
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 100_000
+LOAD_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_K = 10_000
 
 
@@ -153,7 +155,9 @@ class Engine:
 
     # -- points ----------------------------------------------------------------------------
 
-    def _check_vectors(self, coll: Collection, vectors: Any, what: str) -> np.ndarray:
+    def _check_vectors(
+        self, coll: Collection, vectors: Any, what: str, row_base: int = 0
+    ) -> np.ndarray:
         arr = np.asarray(vectors)
         if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
             raise InvalidVector(f"{what} must be a non-empty (n, dim) matrix, got shape {arr.shape}")
@@ -167,12 +171,14 @@ class Engine:
         finite = np.isfinite(arr).all(axis=1)
         if not finite.all():
             row = int(np.flatnonzero(~finite)[0])
-            raise InvalidVector(f"{what} row {row} contains NaN or Inf")
+            raise InvalidVector(f"{what} row {row_base + row} contains NaN or Inf")
         if coll.metric.value == "cosine":
             zero = ~np.any(arr, axis=1)
             if zero.any():
                 row = int(np.flatnonzero(zero)[0])
-                raise InvalidVector(f"{what} row {row} is all zeros, which has no cosine direction")
+                raise InvalidVector(
+                    f"{what} row {row_base + row} is all zeros, which has no cosine direction"
+                )
         return arr
 
     def upsert(
@@ -199,6 +205,67 @@ class Engine:
                 except InvalidArgument as exc:
                     raise type(exc)(f"point {checked[i]!r}: {exc.message}") from exc
         return coll.upsert(checked, arr, attrs)
+
+    def bulk_upsert(
+        self,
+        name: str,
+        ids: Sequence[PointId],
+        vectors: np.ndarray,
+        attributes: Sequence[Attributes | None] | None = None,
+        *,
+        load_id: str = "",
+        offset: int = 0,
+    ) -> int:
+        """One chunk of a bulk load: validated like `upsert`, durable on return, graph deferred.
+
+        `offset` is the source row of the chunk's first point; errors name absolute rows. With
+        `load_id`, the chunk must start at or before the rows that load has committed (chunks
+        arrive in order), and the load's committed-row count advances in the same transaction.
+        """
+        coll = self._get(name)
+        if load_id and not LOAD_ID_RE.fullmatch(load_id):
+            raise InvalidArgument(f"load id {load_id!r} must match {LOAD_ID_RE.pattern}")
+        try:
+            arr = self._check_vectors(coll, vectors, "vectors", row_base=offset)
+            checked = [validate_point_id(pid) for pid in ids]
+            if len(checked) != arr.shape[0]:
+                raise InvalidArgument(f"got {len(checked)} ids for {arr.shape[0]} vectors")
+            if attributes is not None and len(attributes) not in (0, len(checked)):
+                raise InvalidArgument(
+                    f"got {len(attributes)} attribute maps for {len(checked)} ids"
+                )
+            attrs = None
+            if attributes:
+                schema = coll.spec.schema
+                attrs = []
+                for i, a in enumerate(attributes):
+                    try:
+                        attrs.append(validate_attributes(schema, a) if a else None)
+                    except InvalidArgument as exc:
+                        raise type(exc)(
+                            f"row {offset + i} (id {checked[i]!r}): {exc.message}"
+                        ) from exc
+        except (InvalidArgument, DimensionMismatch, RequestTooLarge) as exc:
+            raise type(exc)(f"bulk chunk starting at row {offset}: {exc.message}") from exc
+        if load_id:
+            done = coll.load_rows(load_id) or 0
+            if offset > done:
+                raise InvalidArgument(
+                    f"load {load_id!r} has committed {done} rows; a chunk at row {offset} "
+                    "would leave a gap (resume from the committed row)"
+                )
+            rows = max(done, offset + len(checked))
+        else:
+            rows = 0
+        return coll.bulk_upsert(checked, arr, attrs, load_id=load_id, load_rows=rows)
+
+    def load_rows(self, name: str, load_id: str) -> int | None:
+        """Rows the resumable load `load_id` has durably committed (None: unknown load)."""
+        return self._get(name).load_rows(load_id)
+
+    def wait_indexed(self, name: str, timeout: float | None = None) -> bool:
+        """Block until every stored point of `name` is in its graph (False on timeout)."""
+        return self._get(name).wait_indexed(timeout)
 
     def get(
         self,

@@ -5,7 +5,7 @@ with these named databases:
 
 | db        | key                         | value                                           |
 |-----------|-----------------------------|-------------------------------------------------|
-| `meta`    | ascii name                  | `spec` (msgpack), `watermark`/`next_label` (u64) |
+| `meta`    | ascii name                  | `spec` (msgpack), `watermark`/`next_label` (u64), `load:<id>` (u64 rows committed by a resumable bulk load) |
 | `ids`     | encoded point id            | label (u64 BE)                                   |
 | `labels`  | label (u64 BE)              | encoded point id                                 |
 | `vectors` | label (u64 BE)              | raw little-endian float32 × dim                  |
@@ -42,6 +42,7 @@ META_SPEC = b"spec"
 META_WATERMARK = b"watermark"
 META_NEXT_LABEL = b"next_label"
 META_FORMAT = b"format"
+META_LOAD_PREFIX = b"load:"  # + bulk-load id: rows of that load committed (u64), same txn as the rows
 FORMAT_VERSION = 1
 
 _U64 = struct.Struct(">Q")

@@ -94,6 +94,15 @@ class CollectionStore:
         txn.put(layout.META_WATERMARK, layout.encode_u64(watermark), db=meta)
         txn.put(layout.META_NEXT_LABEL, layout.encode_u64(next_label), db=meta)
 
+    def load_rows(self, txn: lmdb.Transaction, load_id: str) -> int | None:
+        """Rows a resumable bulk load has committed (None if the load is unknown)."""
+        raw = txn.get(layout.META_LOAD_PREFIX + load_id.encode(), db=self.db["meta"])
+        return None if raw is None else layout.decode_u64(bytes(raw))
+
+    def set_load_rows(self, txn: lmdb.Transaction, load_id: str, rows: int) -> None:
+        txn.put(layout.META_LOAD_PREFIX + load_id.encode(), layout.encode_u64(rows),
+                db=self.db["meta"])
+
     # -- points --------------------------------------------------------------------------
 
     def label_of(self, txn: lmdb.Transaction, pid: PointId) -> int | None:
@@ -123,6 +132,43 @@ class CollectionStore:
             txn.put(key, serde.pack_attributes(attrs), db=self.db["attrs"])
         else:
             txn.delete(key, db=self.db["attrs"])
+
+    def put_points_bulk(
+        self,
+        txn: lmdb.Transaction,
+        labels: np.ndarray,
+        pids: list[PointId],
+        vectors: np.ndarray,
+        attrs: list[bytes | None],
+        new: np.ndarray,
+    ) -> None:
+        """`put_point` for a whole chunk with cursor `putmulti` (bulk-load path).
+
+        `attrs` holds packed attributes (`serde.pack_attributes`) or None; `new` marks rows
+        whose label was just assigned (labels of new rows are increasing and above every
+        stored label, so they are appended at the end of the label-keyed databases).
+        """
+        keys = [layout.encode_label(int(lb)) for lb in labels.tolist()]
+        rows = [vectors[i].tobytes() for i in range(len(keys))]
+        new_idx = np.flatnonzero(new).tolist()
+        if new_idx:
+            with txn.cursor(db=self.db["ids"]) as cur:
+                cur.putmulti([(layout.encode_point_id(pids[i]), keys[i]) for i in new_idx])
+            with txn.cursor(db=self.db["labels"]) as cur:
+                cur.putmulti(
+                    [(keys[i], layout.encode_point_id(pids[i])) for i in new_idx], append=True
+                )
+        old_idx = np.flatnonzero(~new).tolist()
+        with txn.cursor(db=self.db["vectors"]) as cur:
+            if old_idx:
+                cur.putmulti([(keys[i], rows[i]) for i in old_idx])
+            cur.putmulti([(keys[i], rows[i]) for i in new_idx], append=True)
+        attr_db = self.db["attrs"]
+        with txn.cursor(db=attr_db) as cur:
+            cur.putmulti([(keys[i], a) for i, a in enumerate(attrs) if a])
+        for i in old_idx:
+            if not attrs[i]:
+                txn.delete(keys[i], db=attr_db)
 
     def delete_point(self, txn: lmdb.Transaction, label: int, pid: PointId) -> None:
         key = layout.encode_label(label)
