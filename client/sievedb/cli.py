@@ -293,7 +293,7 @@ def _add_builtin_commands(sub: Any) -> None:
     p.add_argument("--metric", default="cosine", choices=METRICS, help="default %(default)s")
     p.add_argument("--m", type=int, help="HNSW graph degree (server default 16)")
     p.add_argument("--ef-construction", type=int, help="HNSW build beam (server default 200)")
-    p.add_argument("--ef-search", type=int, help="HNSW search beam (server default 64)")
+    p.add_argument("--ef-search", type=int, help="HNSW search beam (server default 128)")
     p.add_argument("--full-scan-threshold", type=int, help="search exactly below this many points")
     p.add_argument(
         "--schema",
