@@ -13,7 +13,8 @@ raise `InvalidArgument` before any RPC. The channel is closed by `close()` / the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from enum import Enum
 from typing import Any, Final, Self
 
@@ -22,11 +23,14 @@ import numpy as np
 from sievedb_proto.v1 import sievedb_pb2 as pb
 from sievedb_proto.v1 import sievedb_pb2_grpc as pb_grpc
 
-from sievedb import _wire
+from sievedb import _bulk, _wire
 from sievedb.errors import from_rpc_error
 from sievedb.types import (
+    BulkLoadResult,
     CollectionInfo,
     DeleteResult,
+    LoadStatus,
+    Operation,
     Point,
     ScrollPage,
     SearchResult,
@@ -187,6 +191,126 @@ class Client:
             upserted += reply.upserted
             watermark = reply.watermark
         return UpsertResult(upserted=upserted, watermark=watermark)
+
+    def bulk_load(
+        self,
+        collection: str,
+        vectors: Any,
+        ids: Sequence[Any] | np.ndarray | None = None,
+        attributes: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        batch_size: int | None = None,
+        load_id: str = "",
+        start: int = 0,
+        progress: Callable[[int], Any] | None = None,
+        timeout: float | None = None,
+    ) -> BulkLoadResult:
+        """Stream points to the server in durable chunks; the graph is built in the background.
+
+        `vectors` is an (n, dim) array (with optional `ids`, default row numbers, and
+        `attributes`), or an iterable of batches: arrays, `(vectors, ids[, attributes])`
+        tuples or `sievedb.readers.Chunk`s. Each chunk is one server transaction, durable once
+        the next is accepted. With `load_id`, the server records the committed source rows
+        (`load_status`), so an interrupted load resumes with `start=rows_committed`; re-sent
+        ids are upserted, never duplicated. `progress(n)` is called as each chunk is sent.
+        Searches see the points at once (exactly); `wait_indexed` waits for the graph.
+        """
+        if _is_matrix(vectors):
+            matrix = _wire.vector_matrix(vectors)
+            size = batch_size or _bulk.default_batch_size(matrix.shape[1])
+            if size <= 0:
+                raise _wire.local_error(f"batch_size must be positive, got {batch_size}")
+            batches = _bulk.array_batches(matrix, ids, attributes, size, start)
+        else:
+            if ids is not None or attributes is not None:
+                raise _wire.local_error("with an iterable of batches, put ids/attributes in them")
+            batches = _bulk.iterable_batches(vectors, start)
+        stream = _bulk.ChunkStream(collection, batches, load_id, progress)
+        try:
+            reply = self._stub.BulkLoad(
+                iter(stream), timeout=timeout, metadata=self.metadata or None
+            )
+        except grpc.RpcError as exc:
+            if stream.error is not None:
+                raise stream.error from None
+            raise from_rpc_error(exc) from exc
+        if stream.error is not None:
+            raise stream.error
+        return BulkLoadResult(
+            upserted=reply.upserted,
+            chunks=reply.chunks,
+            watermark=reply.watermark,
+            rows_committed=reply.rows_committed,
+        )
+
+    def load_status(
+        self, collection: str, load_id: str, *, timeout: Timeout = DEFAULT
+    ) -> LoadStatus:
+        """How many source rows of `load_id` are durable (resume from there), plus counts."""
+        reply = self._call(
+            "LoadStatus", pb.LoadStatusRequest(collection=collection, load_id=load_id), timeout
+        )
+        return LoadStatus(reply.known, reply.rows_committed, _wire.decode_info(reply.info))
+
+    def wait_indexed(
+        self,
+        collection: str,
+        *,
+        poll: float = 0.5,
+        deadline: float | None = None,
+        progress: Callable[[CollectionInfo], Any] | None = None,
+    ) -> CollectionInfo:
+        """Poll `describe_collection` until every stored point is in the graph.
+
+        `deadline` is seconds from now (None = wait as long as it takes; raises TimeoutError).
+        """
+        limit = None if deadline is None else time.monotonic() + deadline
+        while True:
+            info = self.describe_collection(collection)
+            if progress is not None:
+                progress(info)
+            if info.indexed_count >= info.point_count:
+                return info
+            if limit is not None and time.monotonic() >= limit:
+                raise TimeoutError(
+                    f"{collection}: {info.indexed_count} of {info.point_count} points indexed"
+                )
+            time.sleep(poll)
+
+    def start_import(
+        self,
+        collection: str,
+        path: str,
+        *,
+        format: str = "",
+        vector_column: str = "",
+        id_column: str = "",
+        attribute_columns: Sequence[str] = (),
+        attributes_path: str = "",
+        ids_path: str = "",
+        id_type: str = "",
+        dataset: str = "",
+        limit: int = 0,
+        load_id: str = "",
+        batch_size: int = 0,
+        timeout: Timeout = DEFAULT,
+    ) -> Operation:
+        """Have the server read `path` (a path on the server) as a long-running operation.
+
+        Starting the same import again resumes it after its last durable chunk.
+        """
+        source = pb.ImportSource(
+            path=path, format=format, vector_column=vector_column, id_column=id_column,
+            attribute_columns=list(attribute_columns), attributes_path=attributes_path,
+            ids_path=ids_path, dataset=dataset, limit=limit, id_type=id_type,
+        )
+        request = pb.StartImportRequest(
+            collection=collection, source=source, load_id=load_id, batch_size=batch_size
+        )
+        return _operation(self._call("StartImport", request, timeout))
+
+    def get_operation(self, op_id: str, *, timeout: Timeout = DEFAULT) -> Operation:
+        return _operation(self._call("GetOperation", pb.GetOperationRequest(id=op_id), timeout))
 
     def get(
         self,
@@ -356,6 +480,28 @@ class Client:
             _wire.decode_result(r, with_vectors=with_vectors, with_attributes=with_attributes)
             for r in reply.results
         ]
+
+
+def _is_matrix(value: Any) -> bool:
+    """An (n, dim) array or list of vectors, as opposed to an iterable of batches."""
+    if isinstance(value, np.ndarray):
+        return True
+    if isinstance(value, list) and value and not isinstance(value[0], tuple):
+        return not hasattr(value[0], "offset") and np.ndim(value[0]) == 1
+    return False
+
+
+def _operation(msg: pb.Operation) -> Operation:
+    return Operation(
+        id=msg.id,
+        collection=msg.collection,
+        state=msg.state,
+        rows_done=msg.rows_done,
+        rows_total=msg.rows_total,
+        error=msg.error,
+        load_id=msg.load_id,
+        info=_wire.decode_info(msg.info) if msg.HasField("info") else None,
+    )
 
 
 def _params(

@@ -15,11 +15,14 @@ import numpy as np
 __all__ = [
     "AttrValue",
     "Attributes",
+    "BulkLoadResult",
     "CollectionInfo",
     "DeleteResult",
     "Field",
     "Hit",
     "HnswConfig",
+    "LoadStatus",
+    "Operation",
     "Plan",
     "PlanStage",
     "Point",
@@ -155,3 +158,36 @@ class UpsertResult:
 class DeleteResult:
     deleted: int
     watermark: int
+
+
+@dataclass(frozen=True)
+class BulkLoadResult:
+    upserted: int  # points sent and committed by this call
+    chunks: int
+    watermark: int  # write sequence number of the last chunk
+    rows_committed: int  # source rows the load id has committed (0 without a load id)
+
+
+@dataclass(frozen=True)
+class LoadStatus:
+    known: bool  # the server has committed at least one chunk of this load id
+    rows_committed: int  # resume from this source row
+    info: CollectionInfo  # point_count vs indexed_count = index-build progress
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A server-side import: `state` is RUNNING, SUCCEEDED or FAILED."""
+
+    id: str
+    collection: str
+    state: str
+    rows_done: int
+    rows_total: int
+    error: str
+    load_id: str
+    info: CollectionInfo | None
+
+    @property
+    def done(self) -> bool:
+        return self.state != "RUNNING"

@@ -496,3 +496,111 @@ class SearchBatchResponse(_message.Message):
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[SearchResult]
     def __init__(self, results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ...) -> None: ...
+
+class BulkLoadRequest(_message.Message):
+    __slots__ = ("collection", "load_id", "offset", "ids", "vectors", "attributes")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    LOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    load_id: str
+    offset: int
+    ids: _containers.RepeatedCompositeFieldContainer[PointId]
+    vectors: Vectors
+    attributes: _containers.RepeatedCompositeFieldContainer[Attributes]
+    def __init__(self, collection: _Optional[str] = ..., load_id: _Optional[str] = ..., offset: _Optional[int] = ..., ids: _Optional[_Iterable[_Union[PointId, _Mapping]]] = ..., vectors: _Optional[_Union[Vectors, _Mapping]] = ..., attributes: _Optional[_Iterable[_Union[Attributes, _Mapping]]] = ...) -> None: ...
+
+class BulkLoadResponse(_message.Message):
+    __slots__ = ("upserted", "chunks", "watermark", "rows_committed")
+    UPSERTED_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    WATERMARK_FIELD_NUMBER: _ClassVar[int]
+    ROWS_COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    upserted: int
+    chunks: int
+    watermark: int
+    rows_committed: int
+    def __init__(self, upserted: _Optional[int] = ..., chunks: _Optional[int] = ..., watermark: _Optional[int] = ..., rows_committed: _Optional[int] = ...) -> None: ...
+
+class LoadStatusRequest(_message.Message):
+    __slots__ = ("collection", "load_id")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    LOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    load_id: str
+    def __init__(self, collection: _Optional[str] = ..., load_id: _Optional[str] = ...) -> None: ...
+
+class LoadStatusResponse(_message.Message):
+    __slots__ = ("known", "rows_committed", "info")
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    ROWS_COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    known: bool
+    rows_committed: int
+    info: CollectionInfo
+    def __init__(self, known: _Optional[bool] = ..., rows_committed: _Optional[int] = ..., info: _Optional[_Union[CollectionInfo, _Mapping]] = ...) -> None: ...
+
+class ImportSource(_message.Message):
+    __slots__ = ("path", "format", "vector_column", "id_column", "attribute_columns", "attributes_path", "ids_path", "dataset", "limit", "id_type")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    ID_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTE_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_PATH_FIELD_NUMBER: _ClassVar[int]
+    IDS_PATH_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ID_TYPE_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    format: str
+    vector_column: str
+    id_column: str
+    attribute_columns: _containers.RepeatedScalarFieldContainer[str]
+    attributes_path: str
+    ids_path: str
+    dataset: str
+    limit: int
+    id_type: str
+    def __init__(self, path: _Optional[str] = ..., format: _Optional[str] = ..., vector_column: _Optional[str] = ..., id_column: _Optional[str] = ..., attribute_columns: _Optional[_Iterable[str]] = ..., attributes_path: _Optional[str] = ..., ids_path: _Optional[str] = ..., dataset: _Optional[str] = ..., limit: _Optional[int] = ..., id_type: _Optional[str] = ...) -> None: ...
+
+class StartImportRequest(_message.Message):
+    __slots__ = ("collection", "source", "load_id", "batch_size")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    LOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    source: ImportSource
+    load_id: str
+    batch_size: int
+    def __init__(self, collection: _Optional[str] = ..., source: _Optional[_Union[ImportSource, _Mapping]] = ..., load_id: _Optional[str] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
+class Operation(_message.Message):
+    __slots__ = ("id", "collection", "state", "rows_done", "rows_total", "error", "load_id", "info")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_DONE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    LOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    collection: str
+    state: str
+    rows_done: int
+    rows_total: int
+    error: str
+    load_id: str
+    info: CollectionInfo
+    def __init__(self, id: _Optional[str] = ..., collection: _Optional[str] = ..., state: _Optional[str] = ..., rows_done: _Optional[int] = ..., rows_total: _Optional[int] = ..., error: _Optional[str] = ..., load_id: _Optional[str] = ..., info: _Optional[_Union[CollectionInfo, _Mapping]] = ...) -> None: ...
+
+class GetOperationRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...

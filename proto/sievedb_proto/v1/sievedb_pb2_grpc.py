@@ -94,6 +94,26 @@ class SieveDBStub:
                 request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SearchBatchRequest.SerializeToString,
                 response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SearchBatchResponse.FromString,
                 _registered_method=True)
+        self.BulkLoad = channel.stream_unary(
+                '/sievedb.v1.SieveDB/BulkLoad',
+                request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.BulkLoadRequest.SerializeToString,
+                response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.BulkLoadResponse.FromString,
+                _registered_method=True)
+        self.LoadStatus = channel.unary_unary(
+                '/sievedb.v1.SieveDB/LoadStatus',
+                request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.LoadStatusRequest.SerializeToString,
+                response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.LoadStatusResponse.FromString,
+                _registered_method=True)
+        self.StartImport = channel.unary_unary(
+                '/sievedb.v1.SieveDB/StartImport',
+                request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.StartImportRequest.SerializeToString,
+                response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.Operation.FromString,
+                _registered_method=True)
+        self.GetOperation = channel.unary_unary(
+                '/sievedb.v1.SieveDB/GetOperation',
+                request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.GetOperationRequest.SerializeToString,
+                response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.Operation.FromString,
+                _registered_method=True)
 
 
 class SieveDBServicer:
@@ -171,6 +191,30 @@ class SieveDBServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BulkLoad(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartImport(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOperation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SieveDBServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -233,6 +277,26 @@ def add_SieveDBServicer_to_server(servicer, server):
                     servicer.SearchBatch,
                     request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SearchBatchRequest.FromString,
                     response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SearchBatchResponse.SerializeToString,
+            ),
+            'BulkLoad': grpc.stream_unary_rpc_method_handler(
+                    servicer.BulkLoad,
+                    request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.BulkLoadRequest.FromString,
+                    response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.BulkLoadResponse.SerializeToString,
+            ),
+            'LoadStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadStatus,
+                    request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.LoadStatusRequest.FromString,
+                    response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.LoadStatusResponse.SerializeToString,
+            ),
+            'StartImport': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartImport,
+                    request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.StartImportRequest.FromString,
+                    response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.Operation.SerializeToString,
+            ),
+            'GetOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOperation,
+                    request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.GetOperationRequest.FromString,
+                    response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.Operation.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -559,6 +623,114 @@ class SieveDB:
             '/sievedb.v1.SieveDB/SearchBatch',
             sievedb__proto_dot_v1_dot_sievedb__pb2.SearchBatchRequest.SerializeToString,
             sievedb__proto_dot_v1_dot_sievedb__pb2.SearchBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkLoad(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/sievedb.v1.SieveDB/BulkLoad',
+            sievedb__proto_dot_v1_dot_sievedb__pb2.BulkLoadRequest.SerializeToString,
+            sievedb__proto_dot_v1_dot_sievedb__pb2.BulkLoadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sievedb.v1.SieveDB/LoadStatus',
+            sievedb__proto_dot_v1_dot_sievedb__pb2.LoadStatusRequest.SerializeToString,
+            sievedb__proto_dot_v1_dot_sievedb__pb2.LoadStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartImport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sievedb.v1.SieveDB/StartImport',
+            sievedb__proto_dot_v1_dot_sievedb__pb2.StartImportRequest.SerializeToString,
+            sievedb__proto_dot_v1_dot_sievedb__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sievedb.v1.SieveDB/GetOperation',
+            sievedb__proto_dot_v1_dot_sievedb__pb2.GetOperationRequest.SerializeToString,
+            sievedb__proto_dot_v1_dot_sievedb__pb2.Operation.FromString,
             options,
             channel_credentials,
             insecure,

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from sievedb_server.core.collection import Collection
+from sievedb_server.core.imports import ImportOperation, Importer, ImportSource
 from sievedb_server.core.types import (
     Attributes,
     CollectionInfo,
@@ -39,6 +40,7 @@ from sievedb_server.errors import (
     DimensionMismatch,
     InvalidArgument,
     InvalidVector,
+    NotFound,
     RequestTooLarge,
     ShuttingDown,
 )
@@ -78,6 +80,7 @@ class Engine:
                 continue
             if folder.is_dir() and (folder / "store").exists():
                 self._collections[folder.name] = Collection(folder, sync=sync, planner=planner)
+        self.imports = Importer(self)
         self._stop = threading.Event()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, args=(checkpoint_interval_s,), daemon=True,
@@ -266,6 +269,22 @@ class Engine:
     def wait_indexed(self, name: str, timeout: float | None = None) -> bool:
         """Block until every stored point of `name` is in its graph (False on timeout)."""
         return self._get(name).wait_indexed(timeout)
+
+    def start_import(
+        self, name: str, source: ImportSource, load_id: str = "", batch_size: int = 0
+    ) -> ImportOperation:
+        """Read `source` (a path on the server) into `name` in the background; see `imports`."""
+        if load_id and not LOAD_ID_RE.fullmatch(load_id):
+            raise InvalidArgument(f"load id {load_id!r} must match {LOAD_ID_RE.pattern}")
+        if not 0 <= batch_size <= MAX_BATCH:
+            raise InvalidArgument(f"batch_size must be in [0, {MAX_BATCH}], got {batch_size}")
+        return self.imports.start(name, source, load_id, batch_size)
+
+    def get_operation(self, op_id: str) -> ImportOperation:
+        op = self.imports.get(op_id)
+        if op is None:
+            raise NotFound(f"no operation {op_id!r} (operations are kept until a restart)")
+        return op
 
     def get(
         self,

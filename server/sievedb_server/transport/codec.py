@@ -36,6 +36,7 @@ from sievedb_server.core.types import (
     SearchParams,
     SearchResult,
 )
+from sievedb_server.core.imports import ImportOperation, ImportSource
 from sievedb_server.errors import InvalidArgument, InvalidAttributes, InvalidVector
 from sievedb_server.transport.filter_codec import decode_value, encode_value
 
@@ -43,6 +44,8 @@ __all__ = [
     "DEFAULT_SCROLL_LIMIT",
     "decode_attributes",
     "decode_attributes_list",
+    "decode_bulk_chunk",
+    "decode_import_source",
     "decode_field",
     "decode_hnsw",
     "decode_id",
@@ -57,6 +60,7 @@ __all__ = [
     "encode_hit",
     "encode_id",
     "encode_info",
+    "encode_operation",
     "encode_plan",
     "encode_point",
     "encode_scroll_page",
@@ -247,6 +251,46 @@ def encode_info(info: CollectionInfo) -> pb.CollectionInfo:
         index_watermark=info.index_watermark,
         disk_bytes=info.disk_bytes,
     )
+
+
+# --- bulk load -----------------------------------------------------------------------------
+
+
+def decode_bulk_chunk(
+    msg: pb.BulkLoadRequest,
+) -> tuple[list[PointId], np.ndarray, list[Attributes] | None]:
+    """(ids, vectors, attributes or None) of one bulk-load chunk, checked like an upsert."""
+    return decode_upsert(msg)  # type: ignore[arg-type]  # same field names and rules
+
+
+def decode_import_source(msg: pb.ImportSource) -> ImportSource:
+    return ImportSource(
+        path=msg.path,
+        format=msg.format,
+        vector_column=msg.vector_column,
+        id_column=msg.id_column,
+        attribute_columns=tuple(msg.attribute_columns),
+        attributes_path=msg.attributes_path,
+        ids_path=msg.ids_path,
+        dataset=msg.dataset,
+        limit=int(msg.limit),
+        id_type=msg.id_type,
+    )
+
+
+def encode_operation(op: ImportOperation, info: CollectionInfo | None) -> pb.Operation:
+    msg = pb.Operation(
+        id=op.id,
+        collection=op.collection,
+        state=op.state,
+        rows_done=op.rows_done,
+        rows_total=op.rows_total,
+        error=op.error,
+        load_id=op.load_id,
+    )
+    if info is not None:
+        msg.info.CopyFrom(encode_info(info))
+    return msg
 
 
 # --- points --------------------------------------------------------------------------------

@@ -7,12 +7,13 @@ request ids and logging.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from sievedb_proto.v1 import sievedb_pb2 as pb
 from sievedb_proto.v1 import sievedb_pb2_grpc as pb_grpc
 
-from sievedb_server.errors import InvalidFilter
+from sievedb_server.errors import CollectionNotFound, InvalidArgument, InvalidFilter
 from sievedb_server.transport import codec
 from sievedb_server.transport.filter_codec import decode_filter
 
@@ -140,3 +141,60 @@ class SieveDBServicer(pb_grpc.SieveDBServicer):
             request.collection, queries, codec.decode_search_params(request.params), filters
         )
         return pb.SearchBatchResponse(results=[codec.encode_search_result(r) for r in results])
+
+    # --- bulk load -----------------------------------------------------------------------
+
+    def BulkLoad(
+        self, request_iterator: Iterator[pb.BulkLoadRequest], context: grpc.ServicerContext
+    ) -> pb.BulkLoadResponse:
+        # One chunk at a time: gRPC flow control holds the client back while a chunk commits.
+        upserted = chunks = watermark = rows = 0
+        collection = ""
+        for chunk in request_iterator:
+            if not chunk.collection:
+                raise InvalidArgument("bulk load: every chunk must name its collection")
+            if collection and chunk.collection != collection:
+                raise InvalidArgument("bulk load: all chunks of a stream must name one collection")
+            collection = chunk.collection
+            ids, vectors, attributes = codec.decode_bulk_chunk(chunk)
+            watermark = self.engine.bulk_upsert(
+                collection, ids, vectors, attributes,
+                load_id=chunk.load_id, offset=chunk.offset,
+            )
+            upserted += len(ids)
+            chunks += 1
+            if chunk.load_id:
+                rows = self.engine.load_rows(collection, chunk.load_id) or 0
+        return pb.BulkLoadResponse(
+            upserted=upserted, chunks=chunks, watermark=watermark, rows_committed=rows
+        )
+
+    def LoadStatus(
+        self, request: pb.LoadStatusRequest, context: grpc.ServicerContext
+    ) -> pb.LoadStatusResponse:
+        rows = self.engine.load_rows(request.collection, request.load_id)
+        info = self.engine.describe_collection(request.collection)
+        return pb.LoadStatusResponse(
+            known=rows is not None, rows_committed=rows or 0, info=codec.encode_info(info)
+        )
+
+    def StartImport(
+        self, request: pb.StartImportRequest, context: grpc.ServicerContext
+    ) -> pb.Operation:
+        op = self.engine.start_import(
+            request.collection,
+            codec.decode_import_source(request.source),
+            request.load_id,
+            request.batch_size,
+        )
+        return codec.encode_operation(op, self.engine.describe_collection(request.collection))
+
+    def GetOperation(
+        self, request: pb.GetOperationRequest, context: grpc.ServicerContext
+    ) -> pb.Operation:
+        op = self.engine.get_operation(request.id)
+        try:
+            info = self.engine.describe_collection(op.collection)
+        except CollectionNotFound:
+            info = None
+        return codec.encode_operation(op, info)
