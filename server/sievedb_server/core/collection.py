@@ -249,76 +249,28 @@ class Collection:
         vectors: np.ndarray,
         attributes: Sequence[Attributes | None] | None,
     ) -> int:
-        """Insert or replace points; returns the watermark the batch committed as."""
-        if self.metric is Metric.COSINE:
-            vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = np.ascontiguousarray(vectors, dtype="<f4")
-        n = len(ids)
-        labels = np.empty(n, dtype=np.int64)
-        created: list[tuple[int, PointId]] = []
+        """Insert or replace points and index them before returning; returns the watermark.
+
+        Within the batch the last occurrence of an id wins.
+        """
         with self._write_mutex:
-            txn = self.store.write()
-            try:
-                seq = self.store.watermark(txn) + 1
-                next_label = self.store.next_label(txn)
-                new_points = 0
-                staged = StagedChanges()
-                indexed = bool(self.attr_index.fields)
-                for i, pid in enumerate(ids):
-                    label = self.store.label_of(txn, pid)
-                    is_new = label is None
-                    if label is None:
-                        label, next_label = next_label, next_label + 1
-                        new_points += 1
-                        created.append((label, pid))
-                    attrs = attributes[i] if attributes is not None else None
-                    if indexed:
-                        old = None if is_new else self.store.attributes(txn, label)
-                        self.attr_index.stage(staged, label, old, attrs)
-                    self.store.put_point(
-                        txn, label, pid, vectors[i].tobytes(), attrs, is_new=is_new
-                    )
-                    labels[i] = label
-                self.attr_index.write(staged, txn, self.store.db["postings"],
-                                      self.store.db["numeric"])
-                self.store.append_log(txn, seq, labels)
-                self.store.set_counters(txn, seq, next_label)
-            except BaseException:
-                txn.abort()
-                raise
-            self.store.commit(txn)
-            self._watermark = seq
-            self._apply_upsert(labels, vectors, new_points, staged, created)
+            seq, labels = self._commit_points(ids, vectors, attributes)
+            self._index_now(labels)
         return seq
 
-    def _apply_upsert(
-        self,
-        labels: np.ndarray,
-        vectors: np.ndarray,
-        new_points: int,
-        staged: StagedChanges,
-        created: list[tuple[int, PointId]],
-    ) -> None:
-        # The last occurrence of a label in the batch wins, as in LMDB.
-        rev_unique, rev_idx = np.unique(labels[::-1], return_index=True)
-        keep = len(labels) - 1 - rev_idx
-        labels, vectors = rev_unique, vectors[keep]
-        with self._index_lock.write():
-            self._grow(int(labels.max()) + 1)
-            self.ids.set(created)  # before the labels become visible to searches
+    def _index_now(self, labels: np.ndarray) -> None:
+        """Insert `labels` (if still pending) into the graph, a sub-batch per lock hold."""
         for start in range(0, len(labels), APPLY_CHUNK):
-            lb = labels[start : start + APPLY_CHUNK]
-            vec = vectors[start : start + APPLY_CHUNK]
+            chunk = bitmap_of(labels[start : start + APPLY_CHUNK])
             with self._index_lock.write():
-                self._grow(int(lb.max()) + 1)
-                self.graph.add(lb, vec, num_threads=THREADS)
-                self.vectors.write(lb, vec)
-                self.in_graph[lb] = True
-        with self._index_lock.write():
-            self._live_count += new_points
-            self.live_bitmap |= bitmap_of(labels)
-            self.pending.difference_update(bitmap_of(labels))
-            self.attr_index.apply(staged)
+                todo = np.frombuffer((chunk & self.pending).to_array(), dtype=np.uint32)
+                if todo.size == 0:
+                    continue
+                todo = todo.astype(np.int64)
+                self.graph.add(todo, np.ascontiguousarray(self.vectors.data[todo]),
+                               num_threads=THREADS)
+                self.in_graph[todo] = True
+                self.pending.difference_update(bitmap_of(todo))
 
     def bulk_upsert(
         self,
@@ -335,6 +287,29 @@ class Collection:
         source rows, so an interrupted load resumes exactly after its last durable chunk.
         Within the chunk the last occurrence of an id wins. Returns the watermark.
         """
+        with self._write_mutex:
+            seq, _ = self._commit_points(
+                ids, vectors, attributes, load_id=load_id, load_rows=load_rows
+            )
+        self._wake_indexer.set()
+        return seq
+
+    def _commit_points(
+        self,
+        ids: Sequence[PointId],
+        vectors: np.ndarray,
+        attributes: Sequence[Attributes | None] | None,
+        *,
+        load_id: str = "",
+        load_rows: int = 0,
+    ) -> tuple[int, np.ndarray]:
+        """One LMDB transaction for the batch, committed and mirrored in memory atomically.
+
+        The commit and the in-memory mirror (ids, vectors, live set, postings) happen under
+        the index write lock, so a reader never sees LMDB and memory disagree. Labels not yet
+        in the graph become `pending` (searches merge them exactly). Caller holds the write
+        mutex. Returns (watermark, labels of the batch).
+        """
         if self.metric is Metric.COSINE:
             vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = np.ascontiguousarray(vectors, dtype="<f4")
@@ -350,51 +325,49 @@ class Collection:
         new = np.zeros(n, dtype=bool)
         created: list[tuple[int, PointId]] = []
         indexed = bool(self.attr_index.fields)
-        with self._write_mutex:
-            txn = self.store.write()
-            try:
-                seq = self.store.watermark(txn) + 1
-                next_label = self.store.next_label(txn)
-                staged = StagedChanges()
-                packed: list[bytes | None] = []
-                for i, pid in enumerate(ids):
-                    label = self.store.label_of(txn, pid)
-                    attrs = attributes[i] if attributes is not None else None
-                    if label is None:
-                        label, next_label = next_label, next_label + 1
-                        new[i] = True
-                        created.append((label, pid))
-                    if indexed:
-                        old = None if new[i] else self.store.attributes(txn, label)
-                        self.attr_index.stage(staged, label, old, attrs)
-                    packed.append(serde.pack_attributes(attrs) if attrs else None)
-                    labels[i] = label
-                self.store.put_points_bulk(txn, labels, list(ids), vectors, packed, new)
-                self.attr_index.write(staged, txn, self.store.db["postings"],
-                                      self.store.db["numeric"])
-                self.store.append_log(txn, seq, labels)
-                self.store.set_counters(txn, seq, next_label)
-                if load_id:
-                    self.store.set_load_rows(txn, load_id, load_rows)
-            except BaseException:
-                txn.abort()
-                raise
+        txn = self.store.write()
+        try:
+            seq = self.store.watermark(txn) + 1
+            next_label = self.store.next_label(txn)
+            staged = StagedChanges()
+            packed: list[bytes | None] = []
+            for i, pid in enumerate(ids):
+                label = self.store.label_of(txn, pid)
+                attrs = attributes[i] if attributes is not None else None
+                if label is None:
+                    label, next_label = next_label, next_label + 1
+                    new[i] = True
+                    created.append((label, pid))
+                if indexed:
+                    old = None if new[i] else self.store.attributes(txn, label)
+                    self.attr_index.stage(staged, label, old, attrs)
+                packed.append(serde.pack_attributes(attrs) if attrs else None)
+                labels[i] = label
+            self.store.put_points_bulk(txn, labels, list(ids), vectors, packed, new)
+            self.attr_index.write(staged, txn, self.store.db["postings"],
+                                  self.store.db["numeric"])
+            self.store.append_log(txn, seq, labels)
+            self.store.set_counters(txn, seq, next_label)
+            if load_id:
+                self.store.set_load_rows(txn, load_id, load_rows)
+        except BaseException:
+            txn.abort()
+            raise
+        with self._index_lock.write():
             self.store.commit(txn)
             self._watermark = seq
-            with self._index_lock.write():
-                self._grow(int(labels.max()) + 1)
-                self.ids.set(created)
-                self.vectors.write(labels, vectors)
-                # Already in the graph: update it now (keeps "in graph => current vector").
-                sync = self.in_graph[labels]
-                if sync.any():
-                    self.graph.add(labels[sync], vectors[sync], num_threads=THREADS)
-                self.pending |= bitmap_of(labels[~sync])
-                self._live_count += len(created)
-                self.live_bitmap |= bitmap_of(labels)
-                self.attr_index.apply(staged)
-        self._wake_indexer.set()
-        return seq
+            self._grow(int(labels.max()) + 1)
+            self.ids.set(created)
+            self.vectors.write(labels, vectors)
+            # Already in the graph: update it now (keeps "in graph => current vector").
+            sync = self.in_graph[labels]
+            if sync.any():
+                self.graph.add(labels[sync], vectors[sync], num_threads=THREADS)
+            self.pending |= bitmap_of(labels[~sync])
+            self._live_count += len(created)
+            self.live_bitmap |= bitmap_of(labels)
+            self.attr_index.apply(staged)
+        return seq, labels
 
     def load_rows(self, load_id: str) -> int | None:
         """Source rows committed by the resumable bulk load `load_id` (None: never seen)."""
@@ -488,9 +461,9 @@ class Collection:
             except BaseException:
                 txn.abort()
                 raise
-            self.store.commit(txn)
-            self._watermark = seq
             with self._index_lock.write():
+                self.store.commit(txn)
+                self._watermark = seq
                 self.vectors.kill(arr)
                 self.graph.mark_deleted(arr)
                 self.in_graph[arr] = False
@@ -661,11 +634,12 @@ class Collection:
                 if params.with_vectors
                 else None
             )
-        t0 = time.perf_counter_ns()
-        results = self._materialise(
-            [o.labels for o in outcomes], [o.scores for o in outcomes], vecs, params
-        )
-        fetch_ns = (time.perf_counter_ns() - t0) // max(len(outcomes), 1)
+            # Still under the read lock: LMDB's snapshot then agrees with the in-memory state.
+            t0 = time.perf_counter_ns()
+            results = self._materialise(
+                [o.labels for o in outcomes], [o.scores for o in outcomes], vecs, params
+            )
+            fetch_ns = (time.perf_counter_ns() - t0) // max(len(outcomes), 1)
         if not params.explain:
             return results
         for outcome in outcomes:
