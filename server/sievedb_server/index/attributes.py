@@ -104,10 +104,16 @@ class NumericIndex:
         self.stale = BitMap()
         self.tail: dict[int, float] = {}
         self.width = max(1024, -(-len(self.values) // self.BUCKETS))
-        self.buckets = [
+        # levels[0] are the runs' bitmaps; levels[l][j] is the union of runs
+        # [j·2^l, (j+1)·2^l), so any span of whole runs is a union of O(log runs) bitmaps.
+        level = [
             bitmap_of(self.labels[i : i + self.width])
             for i in range(0, len(self.labels), self.width)
         ]
+        self.levels = [level]
+        while len(level) > 1:
+            level = [BitMap.union(*level[j : j + 2]) for j in range(0, len(level), 2)]
+            self.levels.append(level)
 
     def set(self, label: int, value: float | None) -> None:
         self.stale.add(label)
@@ -135,10 +141,26 @@ class NumericIndex:
         first_full, last_full = -(-left // w), right // w
         if first_full >= last_full:
             return bitmap_of(self.labels[left:right])
-        parts = self.buckets[first_full:last_full]
+        parts = self._runs(first_full, last_full)
         head = bitmap_of(self.labels[left : first_full * w])
         tail = bitmap_of(self.labels[last_full * w : right])
         return BitMap.union(head, tail, *parts)
+
+    def _runs(self, lo: int, hi: int) -> list[BitMap]:
+        """Precomputed bitmaps covering runs [lo, hi): aligned power-of-two blocks."""
+        out: list[BitMap] = []
+        level = 0
+        while lo < hi:
+            if lo & 1 and lo < hi:
+                out.append(self.levels[level][lo])
+                lo += 1
+            if hi & 1 and lo < hi:
+                hi -= 1
+                out.append(self.levels[level][hi])
+            lo //= 2
+            hi //= 2
+            level += 1
+        return out
 
     def range(self, lo: float, lo_incl: bool, hi: float, hi_incl: bool) -> BitMap:
         left = int(np.searchsorted(self.values, lo, side="left" if lo_incl else "right"))
