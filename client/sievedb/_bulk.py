@@ -1,13 +1,15 @@
 """Client side of the bulk-load stream: turn arrays or batch iterables into request chunks (private).
 
-Chunks are built lazily as gRPC pulls them, so at most a few chunks are in memory however large
-the source; HTTP/2 flow control stops the pull while the server commits. A problem raised by
-the caller's iterable (a malformed file row, say) ends the stream cleanly, so every chunk before
-it is committed, and is re-raised after the server has answered.
+Chunks are built lazily as gRPC pulls them, and at most `window` chunks are unacknowledged at
+any time (the server acknowledges each chunk once it is durable), so the client holds a few
+chunks however large the source. A problem raised by the caller's iterable (a malformed file
+row, say) ends the stream cleanly, so every chunk before it is committed, and is re-raised
+after the server has acknowledged the rest.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +23,7 @@ __all__ = ["ChunkStream", "default_batch_size"]
 
 TARGET_CHUNK_BYTES = 4 << 20  # ~4 MiB of vectors per chunk: one LMDB transaction each
 MAX_CHUNK_ROWS = 50_000
+WINDOW = 3  # unacknowledged chunks in flight: overlaps reading/encoding with the server's commit
 
 
 def default_batch_size(dim: int) -> int:
@@ -29,15 +32,39 @@ def default_batch_size(dim: int) -> int:
 
 @dataclass
 class ChunkStream:
-    """An iterator of `BulkLoadRequest`s; remembers what it sent and what went wrong."""
+    """An iterator of `BulkLoadRequest`s; remembers what it sent and what went wrong.
+
+    The request iterator runs on a gRPC thread; `acknowledged()` (called by the thread reading
+    the responses) opens the window for one more chunk; `finish()` releases a blocked sender.
+    """
 
     collection: str
     batches: Iterator[tuple[int, np.ndarray, Sequence[Any], Sequence[Any] | None]]
     load_id: str = ""
     progress: Callable[[int], Any] | None = None
+    window: int = WINDOW
     sent_rows: int = 0
     chunks: int = 0
     error: BaseException | None = field(default=None)
+    _slots: threading.Semaphore = field(init=False)
+    _done: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._slots = threading.Semaphore(self.window)
+
+    def acknowledged(self, rows: int) -> None:
+        self._slots.release()
+        if self.progress is not None:
+            self.progress(rows)
+
+    def finish(self) -> None:
+        self._done.set()
+
+    def _wait_for_slot(self) -> bool:
+        while not self._slots.acquire(timeout=0.1):
+            if self._done.is_set():
+                return False
+        return not self._done.is_set()
 
     def __iter__(self) -> Iterator[pb.BulkLoadRequest]:
         try:
@@ -61,11 +88,12 @@ class ChunkStream:
                             f"{matrix.shape[0]} vectors"
                         )
                     request.attributes.extend(_wire.encode_attributes(a) for a in attributes)
+                del matrix, vectors, ids, attributes
+                if not self._wait_for_slot():
+                    return
                 yield request
-                self.sent_rows += matrix.shape[0]
+                self.sent_rows += len(request.ids)
                 self.chunks += 1
-                if self.progress is not None:
-                    self.progress(matrix.shape[0])
         except Exception as exc:  # noqa: BLE001 - re-raised by the caller after the reply
             self.error = exc
 

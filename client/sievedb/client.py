@@ -212,7 +212,8 @@ class Client:
         tuples or `sievedb.readers.Chunk`s. Each chunk is one server transaction, durable once
         the next is accepted. With `load_id`, the server records the committed source rows
         (`load_status`), so an interrupted load resumes with `start=rows_committed`; re-sent
-        ids are upserted, never duplicated. `progress(n)` is called as each chunk is sent.
+        ids are upserted, never duplicated. `progress(n)` is called as each chunk of n points
+        is acknowledged (durable); at most a few chunks are in flight, so memory stays bounded.
         Searches see the points at once (exactly); `wait_indexed` waits for the graph.
         """
         if _is_matrix(vectors):
@@ -226,14 +227,18 @@ class Client:
                 raise _wire.local_error("with an iterable of batches, put ids/attributes in them")
             batches = _bulk.iterable_batches(vectors, start)
         stream = _bulk.ChunkStream(collection, batches, load_id, progress)
+        reply = pb.BulkLoadResponse()
         try:
-            reply = self._stub.BulkLoad(
+            for reply in self._stub.BulkLoad(
                 iter(stream), timeout=timeout, metadata=self.metadata or None
-            )
+            ):
+                stream.acknowledged(reply.count)
         except grpc.RpcError as exc:
             if stream.error is not None:
                 raise stream.error from None
             raise from_rpc_error(exc) from exc
+        finally:
+            stream.finish()
         if stream.error is not None:
             raise stream.error
         return BulkLoadResult(

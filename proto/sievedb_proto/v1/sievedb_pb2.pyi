@@ -514,16 +514,20 @@ class BulkLoadRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., load_id: _Optional[str] = ..., offset: _Optional[int] = ..., ids: _Optional[_Iterable[_Union[PointId, _Mapping]]] = ..., vectors: _Optional[_Union[Vectors, _Mapping]] = ..., attributes: _Optional[_Iterable[_Union[Attributes, _Mapping]]] = ...) -> None: ...
 
 class BulkLoadResponse(_message.Message):
-    __slots__ = ("upserted", "chunks", "watermark", "rows_committed")
+    __slots__ = ("upserted", "chunks", "watermark", "rows_committed", "offset", "count")
     UPSERTED_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     WATERMARK_FIELD_NUMBER: _ClassVar[int]
     ROWS_COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
     upserted: int
     chunks: int
     watermark: int
     rows_committed: int
-    def __init__(self, upserted: _Optional[int] = ..., chunks: _Optional[int] = ..., watermark: _Optional[int] = ..., rows_committed: _Optional[int] = ...) -> None: ...
+    offset: int
+    count: int
+    def __init__(self, upserted: _Optional[int] = ..., chunks: _Optional[int] = ..., watermark: _Optional[int] = ..., rows_committed: _Optional[int] = ..., offset: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
 
 class LoadStatusRequest(_message.Message):
     __slots__ = ("collection", "load_id")

@@ -94,7 +94,7 @@ class SieveDBStub:
                 request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SearchBatchRequest.SerializeToString,
                 response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SearchBatchResponse.FromString,
                 _registered_method=True)
-        self.BulkLoad = channel.stream_unary(
+        self.BulkLoad = channel.stream_stream(
                 '/sievedb.v1.SieveDB/BulkLoad',
                 request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.BulkLoadRequest.SerializeToString,
                 response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.BulkLoadResponse.FromString,
@@ -278,7 +278,7 @@ def add_SieveDBServicer_to_server(servicer, server):
                     request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SearchBatchRequest.FromString,
                     response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SearchBatchResponse.SerializeToString,
             ),
-            'BulkLoad': grpc.stream_unary_rpc_method_handler(
+            'BulkLoad': grpc.stream_stream_rpc_method_handler(
                     servicer.BulkLoad,
                     request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.BulkLoadRequest.FromString,
                     response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.BulkLoadResponse.SerializeToString,
@@ -644,7 +644,7 @@ class SieveDB:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.stream_unary(
+        return grpc.experimental.stream_stream(
             request_iterator,
             target,
             '/sievedb.v1.SieveDB/BulkLoad',

@@ -146,9 +146,10 @@ class SieveDBServicer(pb_grpc.SieveDBServicer):
 
     def BulkLoad(
         self, request_iterator: Iterator[pb.BulkLoadRequest], context: grpc.ServicerContext
-    ) -> pb.BulkLoadResponse:
-        # One chunk at a time: gRPC flow control holds the client back while a chunk commits.
-        upserted = chunks = watermark = rows = 0
+    ) -> Iterator[pb.BulkLoadResponse]:
+        # One chunk at a time, each acknowledged once durable; the client's window of
+        # unacknowledged chunks is the flow control.
+        upserted = chunks = 0
         collection = ""
         for chunk in request_iterator:
             if not chunk.collection:
@@ -163,11 +164,11 @@ class SieveDBServicer(pb_grpc.SieveDBServicer):
             )
             upserted += len(ids)
             chunks += 1
-            if chunk.load_id:
-                rows = self.engine.load_rows(collection, chunk.load_id) or 0
-        return pb.BulkLoadResponse(
-            upserted=upserted, chunks=chunks, watermark=watermark, rows_committed=rows
-        )
+            rows = (self.engine.load_rows(collection, chunk.load_id) or 0) if chunk.load_id else 0
+            yield pb.BulkLoadResponse(
+                upserted=upserted, chunks=chunks, watermark=watermark, rows_committed=rows,
+                offset=chunk.offset, count=len(ids),
+            )
 
     def LoadStatus(
         self, request: pb.LoadStatusRequest, context: grpc.ServicerContext
