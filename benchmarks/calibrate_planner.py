@@ -52,7 +52,9 @@ def main() -> None:
     parser.add_argument("--out", default="calibrate_planner")
     args = parser.parse_args()
 
-    vecs, assign = clustered_vectors(args.n, args.dim, seed=args.seed)
+    # Queries are held out from the same draw as the base (same clusters and subspace).
+    allv, alla = clustered_vectors(args.n + args.queries, args.dim, seed=args.seed)
+    vecs, assign, queries = allv[: args.n], alla[: args.n], allv[args.n :]
     rng = np.random.default_rng(args.seed)
     # `r` is uniform random (uncorrelated with the vectors); `c` ranks points by cluster so a
     # low range selects whole clusters (correlated with the vectors).
@@ -60,7 +62,6 @@ def main() -> None:
     cluster_rank = np.argsort(np.argsort(assign * 1.0 + rng.random(args.n) * 1e-3))
     c = cluster_rank / args.n
     attrs = [{"r": float(a), "c": float(b)} for a, b in zip(r, c)]
-    queries, _ = clustered_vectors(args.queries, args.dim, seed=args.seed + 1)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
