@@ -72,8 +72,9 @@ log = logging.getLogger(__name__)
 APPLY_CHUNK = 1024  # rows inserted into the graph per index-lock hold
 THREADS = max(1, os.cpu_count() or 1)
 # The background indexer inserts this many pending labels per index-lock hold: large enough
-# for add_items to keep every core busy, small enough that a search waits well under a second.
-INDEX_BATCH = 2048 * THREADS
+# for add_items to keep every core busy, small enough that a search waits well under a second
+# (hnswlib does not allow searching while inserting, so insertion holds the index write lock).
+INDEX_BATCH = 512 * THREADS
 # On open, replay or rebuild at most this many points into the graph before serving; more are
 # left pending for the background indexer (the collection is searchable meanwhile).
 SYNC_GRAPH_MAX = 20_000
@@ -805,8 +806,15 @@ class Collection:
     def dirty(self) -> bool:
         return self._watermark != self._index_watermark
 
-    def checkpoint(self) -> bool:
-        """Save the graph and vector file stamped with the watermark; trim the log. True if saved."""
+    def checkpoint(self, *, skip_while_indexing: bool = False) -> bool:
+        """Save the graph and vector file stamped with the watermark; trim the log. True if saved.
+
+        `skip_while_indexing` (the periodic checkpointer) does nothing while labels are pending:
+        saving a large, still-growing graph every interval would stall a bulk load for little
+        gain, since the log (kept until the next checkpoint) already makes every chunk durable.
+        """
+        if skip_while_indexing and self.pending:
+            return False
         with self._write_mutex:
             if self._closed or not self.dirty:
                 return False

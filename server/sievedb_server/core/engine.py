@@ -385,16 +385,20 @@ class Engine:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def checkpoint(self) -> int:
-        """Checkpoint every dirty collection now; returns how many were saved."""
+    def checkpoint(self, *, skip_while_indexing: bool = False) -> int:
+        """Checkpoint every dirty collection now; returns how many were saved.
+
+        The periodic checkpointer skips collections whose graph is still catching up with a
+        bulk load (see `Collection.checkpoint`).
+        """
         with self._lock:
             colls = list(self._collections.values())
-        return sum(1 for c in colls if c.checkpoint())
+        return sum(1 for c in colls if c.checkpoint(skip_while_indexing=skip_while_indexing))
 
     def _checkpoint_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
             try:
-                self.checkpoint()
+                self.checkpoint(skip_while_indexing=True)
             except Exception:  # keep serving; the next round or a restart replays the log
                 log.exception("background checkpoint failed")
 
