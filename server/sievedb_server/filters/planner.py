@@ -40,11 +40,11 @@ class PlannerConfig:
     # the rows; at or below this many floats it beats every graph strategy.
     exact_budget: int = 1_000_000
     # At or above this selectivity, post-filtering an unfiltered search is tried first.
-    postfilter_min: float = 0.8
+    postfilter_min: float = 0.05
     # Candidates fetched = k / selectivity · overfetch (+10).
     overfetch: float = 2.0
     # Graph ef for post-filtering = max(ef, factor · fetch): the top `fetch` must be accurate.
-    postfilter_ef_factor: float = 1.5
+    postfilter_ef_factor: float = 1.0
     # Post-filter never asks the graph for more candidates than this.
     postfilter_max_fetch: int = 4_000
     # When post-filtering comes back short (filter anti-correlated with the query), scan the
