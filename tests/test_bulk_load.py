@@ -52,7 +52,7 @@ def test_search_is_exact_over_pending_points(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, metric: Metric
 ) -> None:
     vecs, assign = clustered_vectors(3000, 16, seed=5)
-    attrs = [{"g": int(c)} for c in assign]
+    attrs: list[dict[str, Any] | None] = [{"g": int(c)} for c in assign]
     eng = Engine(tmp_path / "d")
     try:
         eng.create_collection(_spec(metric=metric))
@@ -172,7 +172,7 @@ def test_kill_9_mid_load_then_resume(tmp_path: Path, spawn_server: Any) -> None:
         resumed_from = client.load_status("c", "crash-test").rows_committed
         assert committed <= resumed_from < n
         loader = _cli(port2, *args, "--resume")
-        out, err = loader.communicate(timeout=300)
+        _, err = loader.communicate(timeout=300)
         assert loader.returncode == 0, err.decode()
         assert f"at row {resumed_from}" in err.decode()
         info = client.describe_collection("c")
@@ -215,7 +215,7 @@ def test_client_rss_stays_bounded(tmp_path: Path, server_handle: Any) -> None:
     loader = subprocess.run(
         [sys.executable, "-c", code, "load", "c", str(path), "--batch-size", "256", "--no-wait",
          "--no-progress", "--target", f"127.0.0.1:{port}"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, check=False,
     )
     assert loader.returncode == 0, loader.stderr
     peak_mb = int(loader.stderr.split("PEAK")[-1].split()[0]) / 1024

@@ -57,7 +57,7 @@ def _load(port: int, *args: str) -> int:
                  "--no-progress"])
 
 
-def _read_all(client: Client, name: str) -> dict[Any, tuple[np.ndarray, dict[str, Any]]]:
+def _read_all(client: Client, name: str) -> dict[Any, tuple[Any, dict[str, Any]]]:
     return {
         p.id: (p.vector, p.attributes or {})
         for p in client.iter_points(name, page_size=500, with_vectors=True)
@@ -168,10 +168,12 @@ def test_arrow_ipc(tmp_path: Path, port: int, client: Client) -> None:
     pa = pytest.importorskip("pyarrow")
     vecs = _vectors()
     table, attrs = _arrow_table(vecs, True)
-    with pa.OSFile(str(tmp_path / "v.arrow"), "wb") as sink:
-        with pa.ipc.new_file(sink, table.schema) as writer:
-            for batch in table.to_batches(max_chunksize=40):
-                writer.write_batch(batch)
+    with (
+        pa.OSFile(str(tmp_path / "v.arrow"), "wb") as sink,
+        pa.ipc.new_file(sink, table.schema) as writer,
+    ):
+        for batch in table.to_batches(max_chunksize=40):
+            writer.write_batch(batch)
     _create(client)
     assert _load(port, "c", str(tmp_path / "v.arrow"), "--vector-column", "emb",
                  "--attribute-column", "g", "--attribute-column", "tag") == 0

@@ -113,7 +113,7 @@ def array_batches(
         raise _wire.local_error(f"{len(attributes)} attribute maps but {n} vectors")
     for offset in range(start, n, batch_size):
         stop = min(offset + batch_size, n)
-        chunk_ids = list(range(offset, stop)) if ids is None else ids[offset:stop]
+        chunk_ids: Any = list(range(offset, stop)) if ids is None else ids[offset:stop]
         yield offset, vectors[offset:stop], chunk_ids, (
             None if attributes is None else attributes[offset:stop]
         )

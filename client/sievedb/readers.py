@@ -29,7 +29,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 
@@ -41,8 +41,8 @@ _EXTENSIONS = {
     ".u8bin": "u8bin", ".i8bin": "i8bin", ".parquet": "parquet", ".pq": "parquet",
     ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow", ".hdf5": "hdf5", ".h5": "hdf5",
 }
-_XVECS_DTYPE = {"fvecs": np.dtype("<f4"), "ivecs": np.dtype("<i4"), "bvecs": np.dtype("u1")}
-_BIN_DTYPE = {"fbin": np.dtype("<f4"), "u8bin": np.dtype("u1"), "i8bin": np.dtype("i1")}
+_XVECS_DTYPE: dict[str, np.dtype[Any]] = {"fvecs": np.dtype("<f4"), "ivecs": np.dtype("<i4"), "bvecs": np.dtype("u1")}
+_BIN_DTYPE: dict[str, np.dtype[Any]] = {"fbin": np.dtype("<f4"), "u8bin": np.dtype("u1"), "i8bin": np.dtype("i1")}
 
 
 class SourceError(Exception):
@@ -231,7 +231,7 @@ class _Table:
                 schema = self._pq.schema_arrow
                 self.rows = int(self._pq.metadata.num_rows)
             else:
-                import pyarrow.ipc as ipc
+                from pyarrow import ipc
 
                 self._ipc = ipc.open_file(self.pa.memory_map(str(path), "r"))
                 schema = self._ipc.schema
@@ -438,7 +438,7 @@ class Source:
         self.rows: int = int(inner.rows)
         self.dim: int = int(inner.dim)
 
-    def __enter__(self) -> Source:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -149,9 +149,9 @@ class SieveDBServicer(pb_grpc.SieveDBServicer):
     ) -> Iterator[pb.BulkLoadResponse]:
         # One chunk at a time, each acknowledged once durable; the client's window of
         # unacknowledged chunks is the flow control.
-        upserted = chunks = 0
+        upserted = 0
         collection = ""
-        for chunk in request_iterator:
+        for chunks, chunk in enumerate(request_iterator, 1):
             if not chunk.collection:
                 raise InvalidArgument("bulk load: every chunk must name its collection")
             if collection and chunk.collection != collection:
@@ -163,7 +163,6 @@ class SieveDBServicer(pb_grpc.SieveDBServicer):
                 load_id=chunk.load_id, offset=chunk.offset,
             )
             upserted += len(ids)
-            chunks += 1
             rows = (self.engine.load_rows(collection, chunk.load_id) or 0) if chunk.load_id else 0
             yield pb.BulkLoadResponse(
                 upserted=upserted, chunks=chunks, watermark=watermark, rows_committed=rows,
