@@ -150,7 +150,7 @@ class Importer:
             self._fail(op, f"SOURCE_ERROR: {exc}")
         except SieveError as exc:
             self._fail(op, f"{exc.reason}: {exc.message}")
-        except Exception as exc:  # noqa: BLE001 - the operation reports it; the server keeps serving
+        except Exception as exc:
             log.exception("import %s failed", op.id)
             self._fail(op, f"INTERNAL: {type(exc).__name__}")
 
