@@ -617,15 +617,18 @@ class Collection:
             outcomes = self._batched_unfiltered(queries, params) if not any(flts) else None
             allowed_sets: list[AllowedSet | None] = [None] * len(queries)
             if outcomes is None:
-                resolved: dict[Filter, AllowedSet] = {}
+                # A filter shared by a batch is one object: resolve it once (keyed by identity,
+                # which also spares hashing a deep filter tree per query).
+                resolved: dict[int, AllowedSet] = {}
                 outcomes = []
                 allowed_sets = []
                 for q, flt in zip(queries, flts):
                     allowed = None
                     if flt is not None:
-                        allowed = resolved.get(flt)
+                        allowed = resolved.get(id(flt))
                         if allowed is None:
-                            allowed = resolved[flt] = resolve_filter(self, flt, force_exact=False)
+                            allowed = resolve_filter(self, flt, force_exact=False)
+                            resolved[id(flt)] = allowed
                     outcomes.append(run_query(self, q, params, allowed))
                     allowed_sets.append(allowed)
             if self.pending:
