@@ -21,6 +21,7 @@ import numpy as np
 
 from sievedb_server.core.collection import Collection
 from sievedb_server.core.imports import ImportOperation, Importer, ImportSource
+from sievedb_server.core.models import ModelService, prepare_queries, prepare_writes
 from sievedb_server.core.types import (
     Attributes,
     CollectionInfo,
@@ -81,6 +82,7 @@ class Engine:
             if folder.is_dir() and (folder / "store").exists():
                 self._collections[folder.name] = Collection(folder, sync=sync, planner=planner)
         self.imports = Importer(self)
+        self.models = ModelService(self)
         self._stop = threading.Event()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, args=(checkpoint_interval_s,), daemon=True,
@@ -190,9 +192,12 @@ class Engine:
         ids: Sequence[PointId],
         vectors: np.ndarray,
         attributes: Sequence[Attributes | None] | None = None,
+        *,
+        model: str = "",
     ) -> int:
         coll = self._get(name)
         arr = self._check_vectors(coll, vectors, "vectors")
+        arr, attributes = prepare_writes(coll, model, arr, attributes)
         checked = [validate_point_id(pid) for pid in ids]
         if len(checked) != arr.shape[0]:
             raise InvalidArgument(f"got {len(checked)} ids for {arr.shape[0]} vectors")
@@ -218,6 +223,7 @@ class Engine:
         *,
         load_id: str = "",
         offset: int = 0,
+        model: str = "",
     ) -> int:
         """One chunk of a bulk load: validated like `upsert`, durable on return, graph deferred.
 
@@ -230,6 +236,7 @@ class Engine:
             raise InvalidArgument(f"load id {load_id!r} must match {LOAD_ID_RE.pattern}")
         try:
             arr = self._check_vectors(coll, vectors, "vectors", row_base=offset)
+            arr, attributes = prepare_writes(coll, model, arr, attributes)
             checked = [validate_point_id(pid) for pid in ids]
             if len(checked) != arr.shape[0]:
                 raise InvalidArgument(f"got {len(checked)} ids for {arr.shape[0]} vectors")
@@ -353,11 +360,13 @@ class Engine:
         vector: np.ndarray,
         params: SearchParams,
         filter: Filter | None = None,
+        *,
+        model: str = "",
     ) -> SearchResult:
         arr = np.asarray(vector)
         if arr.ndim != 1:
             raise InvalidVector(f"a query vector must be 1-dimensional, got shape {arr.shape}")
-        return self.search_batch(name, arr[None, :], params, [filter])[0]
+        return self.search_batch(name, arr[None, :], params, [filter], model=model)[0]
 
     def search_batch(
         self,
@@ -365,12 +374,15 @@ class Engine:
         queries: np.ndarray,
         params: SearchParams,
         filters: Sequence[Filter | None] | None = None,
+        *,
+        model: str = "",
     ) -> list[SearchResult]:
         coll = self._get(name)
         params.validate()
         if params.k > MAX_K:
             raise InvalidArgument(f"k must be at most {MAX_K}, got {params.k}")
         arr = self._check_vectors(coll, queries, "queries")
+        arr = prepare_queries(coll, model, arr)
         flts: list[Filter | None] | None = None
         if filters:
             if len(filters) == 1:

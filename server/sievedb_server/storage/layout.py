@@ -13,6 +13,11 @@ with these named databases:
 | `log`     | write sequence (u64 BE)     | msgpack list of labels touched by that write     |
 | `postings`| field \\0 value-key         | portable roaring bitmap of labels                |
 | `numeric` | field \\0 sortable value \\0 label | empty (a sorted range index)               |
+| `models`  | `m:` + model id             | msgpack model record (spec, state, generation, adapter) (`core.models`) |
+|           | `default`                   | id of the active model (requests naming no model use it) |
+| `probes`  | `ids`                       | msgpack list of probe item ids                   |
+|           | `labels`                    | int64 LE class label per probe item              |
+|           | `v:` + model id             | float32 LE probe embeddings of that model, one row per item |
 
 Labels are internal uint64s assigned in arrival order and never reused, so a label names one
 point for its whole life; big-endian keys make LMDB iterate them in order. Point ids are
@@ -36,7 +41,9 @@ __all__ = [
     "encode_u64",
 ]
 
-DB_NAMES = ("meta", "ids", "labels", "vectors", "attrs", "log", "postings", "numeric")
+DB_NAMES = (
+    "meta", "ids", "labels", "vectors", "attrs", "log", "postings", "numeric", "models", "probes",
+)
 
 META_SPEC = b"spec"
 META_WATERMARK = b"watermark"
@@ -44,6 +51,12 @@ META_NEXT_LABEL = b"next_label"
 META_FORMAT = b"format"
 META_LOAD_PREFIX = b"load:"  # + bulk-load id: rows of that load committed (u64), same txn as the rows
 FORMAT_VERSION = 1
+
+MODEL_PREFIX = b"m:"
+MODEL_DEFAULT = b"default"
+PROBE_IDS = b"ids"
+PROBE_LABELS = b"labels"
+PROBE_VECTORS_PREFIX = b"v:"
 
 _U64 = struct.Struct(">Q")
 
