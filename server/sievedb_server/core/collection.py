@@ -75,6 +75,7 @@ THREADS = max(1, os.cpu_count() or 1)
 # for add_items to keep every core busy, small enough that a search waits well under a second
 # (hnswlib does not allow searching while inserting, so insertion holds the index write lock).
 INDEX_BATCH = 512 * THREADS
+INDEXER_YIELD_S = 0.001
 # On open, replay or rebuild at most this many points into the graph before serving; more are
 # left pending for the background indexer (the collection is searchable meanwhile).
 SYNC_GRAPH_MAX = 20_000
@@ -398,6 +399,10 @@ class Collection:
             except Exception:  # keep serving exactly; the next open retries from LMDB
                 log.exception("background indexing of %s failed", self.name)
                 self._wake_indexer.clear()
+            # Let a waiting writer (the next bulk chunk's commit) or reader take the lock
+            # before the next batch: without releasing the GIL here this thread would win the
+            # lock back at once and starve them until the graph has caught up.
+            time.sleep(INDEXER_YIELD_S)
 
     @property
     def pending_count(self) -> int:
