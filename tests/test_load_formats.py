@@ -9,6 +9,7 @@ row count, so the last chunk is always partial.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -308,3 +309,24 @@ def test_server_side_import(tmp_path: Path, client: Client) -> None:
     assert op.state == "FAILED" and "nan.fbin: row 200 contains NaN or Inf" in op.error
     assert op.rows_done == 200
     assert client.count("c") == N
+
+
+def test_missing_optional_reader_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "v.parquet").write_bytes(b"PAR1")
+    (tmp_path / "v.hdf5").write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # makes `import pyarrow` fail
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(SourceError, match=r"needs the 'pyarrow' package: pip install 'sievedb\[load\]'"):
+        open_source(tmp_path / "v.parquet")
+    with pytest.raises(SourceError, match=r"needs the 'h5py' package"):
+        open_source(tmp_path / "v.hdf5")
+
+
+def test_load_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["load", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: sievedb load" in out and "--resume" in out and "fvecs" in out
