@@ -215,12 +215,15 @@ def run_sievedb(path: Path, queries: np.ndarray, work: Path, dim: int) -> dict[s
                 client.create_collection("bench", dim, "l2", m=M, ef_construction=EF_CONSTRUCTION,
                                          full_scan_threshold=0)
             t0 = time.perf_counter_ns()
-            load = subprocess.run(
+            proc = subprocess.Popen(
                 [sys.executable, "-c", _CLIENT_CODE, "load", "bench", str(path),
                  "--target", target, "--no-progress"],
-                capture_output=True, text=True, check=False,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
+            probes = _probe_while_loading(target, queries, proc)
+            stdout, stderr = proc.communicate()
             seconds = (time.perf_counter_ns() - t0) / 1e9
+            load = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
             if load.returncode != 0:
                 raise RuntimeError(f"sievedb load failed:\n{load.stderr[-3000:]}")
             ingest = re.search(r"in ([0-9.]+)s", load.stdout)
@@ -240,11 +243,50 @@ def run_sievedb(path: Path, queries: np.ndarray, work: Path, dim: int) -> dict[s
                 "point_count": info.point_count,
                 "indexed_count": info.indexed_count,
                 "labels": found,
+                "probes": probes,
                 "stdout": load.stdout.strip(),
             }
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=600)
+
+
+def _probe_while_loading(
+    target: str, queries: np.ndarray, proc: subprocess.Popen[str], every_s: float = 2.0
+) -> dict[str, Any]:
+    """While the load runs, one k=10 search every `every_s` (light: it must not perturb the
+    throughput figure): latency, and how far the graph lagged (stored - indexed)."""
+    from sievedb import Client
+
+    lat_ms: list[float] = []
+    lag: list[int] = []
+    empty = 0
+    with Client(target, timeout=120) as client:
+        i = 0
+        while proc.poll() is None:
+            time.sleep(every_s)
+            if proc.poll() is not None:
+                break
+            try:
+                info = client.describe_collection("bench")
+                t0 = time.perf_counter_ns()
+                hits = client.search("bench", queries[i % len(queries)], k=K,
+                                     with_attributes=False)
+                lat_ms.append((time.perf_counter_ns() - t0) / 1e6)
+            except Exception as exc:  # noqa: BLE001 - a probe must never break the measured load
+                print(f"probe failed: {exc}", file=sys.stderr)
+                continue
+            lag.append(info.point_count - info.indexed_count)
+            empty += len(hits.hits) == 0 and info.point_count > 0
+            i += 1
+    arr = np.asarray(lat_ms) if lat_ms else np.asarray([np.nan])
+    return {
+        "probes": len(lat_ms),
+        "p50_ms": float(np.percentile(arr, 50)),
+        "max_ms": float(arr.max()),
+        "max_lag": max(lag) if lag else 0,
+        "empty_results": int(empty),
+    }
 
 
 # --- driver ------------------------------------------------------------------------------------
@@ -281,6 +323,10 @@ def run_size(n: int, dim: int, threads: int, work_root: Path) -> dict[str, Any]:
         "raw_recall": recall(raw["labels"], truth),
         "sievedb_recall": recall(sdb["labels"], truth),
         "indexed": f"{sdb['indexed_count']}/{sdb['point_count']}",
+        "probe_p50_ms": sdb["probes"]["p50_ms"],
+        "probe_max_ms": sdb["probes"]["max_ms"],
+        "probe_max_lag": sdb["probes"]["max_lag"],
+        "probes": sdb["probes"]["probes"],
         "load_output": sdb["stdout"],
     }
     print(json.dumps({k: v for k, v in row.items() if k != "load_output"}), file=sys.stderr)
@@ -323,7 +369,8 @@ def _write(args: argparse.Namespace, sizes: str, rows: list[dict[str, Any]]) -> 
     cols = ["size", "raw_seconds", "sievedb_seconds", "raw_vps", "sievedb_vps",
             "throughput_ratio", "durable_seconds", "vectors_plus_links_mb",
             "server_peak_rss_mb", "server_rss_ratio", "client_peak_rss_mb",
-            "raw_child_peak_rss_mb", "raw_recall", "sievedb_recall", "indexed"]
+            "raw_child_peak_rss_mb", "raw_recall", "sievedb_recall", "indexed",
+            "probes", "probe_p50_ms", "probe_max_ms", "probe_max_lag"]
     md = [
         (
             "Goal (issue): throughput_ratio = raw build time / sievedb end-to-end time ≥ 0.8, "
@@ -338,7 +385,9 @@ def _write(args: argparse.Namespace, sizes: str, rows: list[dict[str, Any]]) -> 
             "fully indexed collection (process start, reading, gRPC, LMDB with fsync per chunk, "
             "background graph build). durable_seconds = until every chunk was committed. "
             f"RSS = VmHWM. M={M}, ef_construction={EF_CONSTRUCTION}, recall@{K} at ef=128 over "
-            f"{QUERIES} held-out queries."
+            f"{QUERIES} held-out queries. probe_* = one k=10 search every 2 s while the load "
+            "ran (gRPC round trip; the graph lagging by up to probe_max_lag points, merged "
+            "exactly): the collection stays searchable throughout."
         ),
     ]
     name = args.name or ("bulk_load_quick" if args.quick else "bulk_load")

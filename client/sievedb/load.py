@@ -169,7 +169,7 @@ def _wait_index(db: Any, args: argparse.Namespace, show: bool) -> CollectionInfo
     info = db.describe_collection(args.collection)
     bar = _Progress(info.point_count, "indexing", info.indexed_count, show)
     try:
-        return db.wait_indexed(args.collection, poll=0.5,
+        return db.wait_indexed(args.collection, poll=0.2,
                                progress=lambda i: bar.set(min(i.indexed_count, bar.total)))
     finally:
         bar.close()
