@@ -330,3 +330,24 @@ def test_load_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "usage: sievedb load" in out and "--resume" in out and "fvecs" in out
+
+
+def test_server_side_import_resumes_by_load_id(tmp_path: Path, client: Client) -> None:
+    vecs = _vectors()
+    path = _write_bin(tmp_path / "v.fbin", vecs)
+    _create(client)
+
+    def finish(op: Any) -> Any:
+        while not op.done:
+            op = client.get_operation(op.id)
+        return op
+
+    first = finish(client.start_import("c", str(path), limit=100, load_id="imp", batch_size=BATCH))
+    assert first.state == "SUCCEEDED" and first.rows_done == 100
+    assert client.load_status("c", "imp").rows_committed == 100
+    before = client.describe_collection("c").watermark
+    second = finish(client.start_import("c", str(path), load_id="imp", batch_size=BATCH))
+    assert second.state == "SUCCEEDED" and second.rows_done == N
+    assert client.count("c") == N
+    # Only rows 100.. were read again: chunks [100,150) [150,200) [200,250) [250,257).
+    assert client.describe_collection("c").watermark == before + 4
