@@ -105,7 +105,8 @@ def run_query(
             )
     if strategy.endswith("hnsw_filtered"):
         assert allowed is not None
-        result = _graph(coll, q, k, max(choice.ef, ef), _membership(allowed))
+        # The filtered traversal uses the caller's ef (a post-filter probe may have used more).
+        result = _graph(coll, q, k, max(ef, k), _membership(allowed))
     if result is None or len(result[0]) < k:
         if not strategy.endswith("exact"):
             detail = (detail + "; " if detail else "") + f"{strategy} came back short"
