@@ -14,14 +14,14 @@ import time
 from collections import defaultdict
 
 import numpy as np
+from sievedb_server.core.types import SearchParams
+from sievedb_server.filters.parser import parse
+from sievedb_server.filters.planner import PlannerConfig
 
 from benchmarks.bench_filtered import load_workload, open_sievedb
 from benchmarks.datasets.synthetic_arxiv import make_dataset
 from benchmarks.filtered_queries import Bucket, build_queries, ground_truth
 from benchmarks.harness import CACHE_DIR, command_line, environment, markdown_table, write_results
-from sievedb_server.core.types import SearchParams
-from sievedb_server.filters.parser import parse
-from sievedb_server.filters.planner import PlannerConfig
 
 CONFIGS = {
     "planner (defaults)": PlannerConfig(),
