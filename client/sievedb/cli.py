@@ -40,6 +40,7 @@ PLUGIN_COMMANDS: list[tuple[str, str, str]] = [
     ("demo", "sievedb.demo", "load a seeded synthetic dataset and run example filtered queries"),
     ("load", "sievedb.load", "bulk-load vectors and attributes from files"),
     ("bench", "sievedb.bench", "run a benchmark workload"),
+    ("model", "sievedb.model_cli", "register, check and promote embedding models of a collection"),
 ]
 
 

@@ -25,6 +25,7 @@ from sievedb_proto.v1 import sievedb_pb2_grpc as pb_grpc
 
 from sievedb import _bulk, _wire
 from sievedb.errors import from_rpc_error
+from sievedb.models import ModelsMixin
 from sievedb.types import (
     BulkLoadResult,
     CollectionInfo,
@@ -55,7 +56,7 @@ _CHANNEL_OPTIONS: Final = (
 )
 
 
-class Client:
+class Client(ModelsMixin):
     """A connection to one sievedb server (thread-safe; share one per process)."""
 
     def __init__(
@@ -163,6 +164,7 @@ class Client:
         attributes: Sequence[Mapping[str, Any] | None] | None = None,
         *,
         batch_size: int = 1000,
+        model: str = "",
         timeout: Timeout = DEFAULT,
     ) -> UpsertResult:
         """Insert or replace points, `batch_size` per request (each batch is atomic)."""
@@ -182,6 +184,7 @@ class Client:
                 collection=collection,
                 ids=id_msgs[start:stop],
                 vectors=_wire.encode_vectors(matrix[start:stop]),
+                model=model,
             )
             if attributes is not None:
                 request.attributes.extend(
@@ -203,6 +206,7 @@ class Client:
         load_id: str = "",
         start: int = 0,
         progress: Callable[[int], Any] | None = None,
+        model: str = "",
         timeout: float | None = None,
     ) -> BulkLoadResult:
         """Stream points to the server in durable chunks; the graph is built in the background.
@@ -230,7 +234,7 @@ class Client:
         reply = pb.BulkLoadResponse()
         try:
             for reply in self._stub.BulkLoad(
-                iter(stream), timeout=timeout, metadata=self.metadata or None
+                _with_model(iter(stream), model), timeout=timeout, metadata=self.metadata or None
             ):
                 stream.acknowledged(reply.count)
         except grpc.RpcError as exc:
@@ -442,6 +446,7 @@ class Client:
         with_attributes: bool = True,
         with_vectors: bool = False,
         explain: bool = False,
+        model: str = "",
         timeout: Timeout = DEFAULT,
     ) -> SearchResult:
         """The `k` nearest points to `vector` among those matching `filter`, best first."""
@@ -449,6 +454,7 @@ class Client:
             collection=collection,
             query=_wire.encode_vectors(_wire.query_vector(vector).reshape(1, -1)),
             params=_params(k, ef, exact, with_attributes, with_vectors, explain),
+            model=model,
         )
         flt = _wire.encode_filter(filter)
         if flt is not None:
@@ -470,6 +476,7 @@ class Client:
         with_attributes: bool = True,
         with_vectors: bool = False,
         explain: bool = False,
+        model: str = "",
         timeout: Timeout = DEFAULT,
     ) -> list[SearchResult]:
         """One result per row of `matrix`; `filters` is None, one shared filter, or one per row."""
@@ -478,6 +485,7 @@ class Client:
             collection=collection,
             queries=_wire.encode_vectors(queries),
             params=_params(k, ef, exact, with_attributes, with_vectors, explain),
+            model=model,
         )
         request.filters.extend(_batch_filters(filters, queries.shape[0]))
         reply = self._call("SearchBatch", request, timeout)
@@ -485,6 +493,16 @@ class Client:
             _wire.decode_result(r, with_vectors=with_vectors, with_attributes=with_attributes)
             for r in reply.results
         ]
+
+
+def _with_model(
+    requests: Iterator[pb.BulkLoadRequest], model: str
+) -> Iterator[pb.BulkLoadRequest]:
+    """Stamp each bulk-load chunk with the model that embedded it ("" = the active model)."""
+    for request in requests:
+        if model:
+            request.model = model
+        yield request
 
 
 def _is_matrix(value: Any) -> bool:

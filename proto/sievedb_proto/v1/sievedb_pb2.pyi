@@ -292,16 +292,18 @@ class Point(_message.Message):
     def __init__(self, id: _Optional[_Union[PointId, _Mapping]] = ..., vector: _Optional[bytes] = ..., attributes: _Optional[_Union[Attributes, _Mapping]] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
-    __slots__ = ("collection", "ids", "vectors", "attributes")
+    __slots__ = ("collection", "ids", "vectors", "attributes", "model")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     collection: str
     ids: _containers.RepeatedCompositeFieldContainer[PointId]
     vectors: Vectors
     attributes: _containers.RepeatedCompositeFieldContainer[Attributes]
-    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[_Union[PointId, _Mapping]]] = ..., vectors: _Optional[_Union[Vectors, _Mapping]] = ..., attributes: _Optional[_Iterable[_Union[Attributes, _Mapping]]] = ...) -> None: ...
+    model: str
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[_Union[PointId, _Mapping]]] = ..., vectors: _Optional[_Union[Vectors, _Mapping]] = ..., attributes: _Optional[_Iterable[_Union[Attributes, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class UpsertResponse(_message.Message):
     __slots__ = ("upserted", "watermark")
@@ -454,16 +456,18 @@ class Plan(_message.Message):
     def __init__(self, strategy: _Optional[str] = ..., allowed: _Optional[int] = ..., total: _Optional[int] = ..., ef: _Optional[int] = ..., stages: _Optional[_Iterable[_Union[PlanStage, _Mapping]]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "query", "params", "filter")
+    __slots__ = ("collection", "query", "params", "filter", "model")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     collection: str
     query: Vectors
     params: SearchParams
     filter: Filter
-    def __init__(self, collection: _Optional[str] = ..., query: _Optional[_Union[Vectors, _Mapping]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
+    model: str
+    def __init__(self, collection: _Optional[str] = ..., query: _Optional[_Union[Vectors, _Mapping]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class SearchResult(_message.Message):
     __slots__ = ("hits", "plan")
@@ -480,16 +484,18 @@ class SearchResponse(_message.Message):
     def __init__(self, result: _Optional[_Union[SearchResult, _Mapping]] = ...) -> None: ...
 
 class SearchBatchRequest(_message.Message):
-    __slots__ = ("collection", "queries", "params", "filters")
+    __slots__ = ("collection", "queries", "params", "filters", "model")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     collection: str
     queries: Vectors
     params: SearchParams
     filters: _containers.RepeatedCompositeFieldContainer[Filter]
-    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Union[Vectors, _Mapping]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ...) -> None: ...
+    model: str
+    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Union[Vectors, _Mapping]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class SearchBatchResponse(_message.Message):
     __slots__ = ("results",)
@@ -498,20 +504,22 @@ class SearchBatchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ...) -> None: ...
 
 class BulkLoadRequest(_message.Message):
-    __slots__ = ("collection", "load_id", "offset", "ids", "vectors", "attributes")
+    __slots__ = ("collection", "load_id", "offset", "ids", "vectors", "attributes", "model")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     LOAD_ID_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     collection: str
     load_id: str
     offset: int
     ids: _containers.RepeatedCompositeFieldContainer[PointId]
     vectors: Vectors
     attributes: _containers.RepeatedCompositeFieldContainer[Attributes]
-    def __init__(self, collection: _Optional[str] = ..., load_id: _Optional[str] = ..., offset: _Optional[int] = ..., ids: _Optional[_Iterable[_Union[PointId, _Mapping]]] = ..., vectors: _Optional[_Union[Vectors, _Mapping]] = ..., attributes: _Optional[_Iterable[_Union[Attributes, _Mapping]]] = ...) -> None: ...
+    model: str
+    def __init__(self, collection: _Optional[str] = ..., load_id: _Optional[str] = ..., offset: _Optional[int] = ..., ids: _Optional[_Iterable[_Union[PointId, _Mapping]]] = ..., vectors: _Optional[_Union[Vectors, _Mapping]] = ..., attributes: _Optional[_Iterable[_Union[Attributes, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class BulkLoadResponse(_message.Message):
     __slots__ = ("upserted", "chunks", "watermark", "rows_committed", "offset", "count")
@@ -608,3 +616,135 @@ class GetOperationRequest(_message.Message):
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class SimplexSpec(_message.Message):
+    __slots__ = ("num_classes", "dim", "class_to_vertex")
+    NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    CLASS_TO_VERTEX_FIELD_NUMBER: _ClassVar[int]
+    num_classes: int
+    dim: int
+    class_to_vertex: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, num_classes: _Optional[int] = ..., dim: _Optional[int] = ..., class_to_vertex: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ModelSpec(_message.Message):
+    __slots__ = ("id", "dim", "normalized", "simplex", "description")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    NORMALIZED_FIELD_NUMBER: _ClassVar[int]
+    SIMPLEX_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    dim: int
+    normalized: bool
+    simplex: SimplexSpec
+    description: str
+    def __init__(self, id: _Optional[str] = ..., dim: _Optional[int] = ..., normalized: _Optional[bool] = ..., simplex: _Optional[_Union[SimplexSpec, _Mapping]] = ..., description: _Optional[str] = ...) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("spec", "state", "generation", "adapter", "is_default")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_FIELD_NUMBER: _ClassVar[int]
+    IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    spec: ModelSpec
+    state: str
+    generation: int
+    adapter: str
+    is_default: bool
+    def __init__(self, spec: _Optional[_Union[ModelSpec, _Mapping]] = ..., state: _Optional[str] = ..., generation: _Optional[int] = ..., adapter: _Optional[str] = ..., is_default: _Optional[bool] = ...) -> None: ...
+
+class SetProbeSetRequest(_message.Message):
+    __slots__ = ("collection", "item_ids", "labels", "replace")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    item_ids: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.RepeatedScalarFieldContainer[int]
+    replace: bool
+    def __init__(self, collection: _Optional[str] = ..., item_ids: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[int]] = ..., replace: _Optional[bool] = ...) -> None: ...
+
+class SetProbeSetResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: int
+    def __init__(self, items: _Optional[int] = ...) -> None: ...
+
+class RegisterModelRequest(_message.Message):
+    __slots__ = ("collection", "model", "probe_vectors")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROBE_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    model: ModelSpec
+    probe_vectors: Vectors
+    def __init__(self, collection: _Optional[str] = ..., model: _Optional[_Union[ModelSpec, _Mapping]] = ..., probe_vectors: _Optional[_Union[Vectors, _Mapping]] = ...) -> None: ...
+
+class RegisterModelResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: ModelInfo
+    def __init__(self, model: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+
+class CheckModelRequest(_message.Message):
+    __slots__ = ("collection", "model", "probe_vectors", "thresholds_json", "seed")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROBE_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_JSON_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    model: str
+    probe_vectors: Vectors
+    thresholds_json: str
+    seed: int
+    def __init__(self, collection: _Optional[str] = ..., model: _Optional[str] = ..., probe_vectors: _Optional[_Union[Vectors, _Mapping]] = ..., thresholds_json: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class CheckModelResponse(_message.Message):
+    __slots__ = ("compatible", "reasons", "report_json")
+    COMPATIBLE_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    compatible: bool
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    report_json: str
+    def __init__(self, compatible: _Optional[bool] = ..., reasons: _Optional[_Iterable[str]] = ..., report_json: _Optional[str] = ...) -> None: ...
+
+class PromoteModelRequest(_message.Message):
+    __slots__ = ("collection", "model", "adapter", "thresholds_json", "make_default", "seed")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_JSON_FIELD_NUMBER: _ClassVar[int]
+    MAKE_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    model: str
+    adapter: str
+    thresholds_json: str
+    make_default: bool
+    seed: int
+    def __init__(self, collection: _Optional[str] = ..., model: _Optional[str] = ..., adapter: _Optional[str] = ..., thresholds_json: _Optional[str] = ..., make_default: _Optional[bool] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class PromoteModelResponse(_message.Message):
+    __slots__ = ("model", "report_json")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    model: ModelInfo
+    report_json: str
+    def __init__(self, model: _Optional[_Union[ModelInfo, _Mapping]] = ..., report_json: _Optional[str] = ...) -> None: ...

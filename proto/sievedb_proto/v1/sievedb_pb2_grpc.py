@@ -114,6 +114,31 @@ class SieveDBStub:
                 request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.GetOperationRequest.SerializeToString,
                 response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.Operation.FromString,
                 _registered_method=True)
+        self.SetProbeSet = channel.unary_unary(
+                '/sievedb.v1.SieveDB/SetProbeSet',
+                request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SetProbeSetRequest.SerializeToString,
+                response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SetProbeSetResponse.FromString,
+                _registered_method=True)
+        self.RegisterModel = channel.unary_unary(
+                '/sievedb.v1.SieveDB/RegisterModel',
+                request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.RegisterModelRequest.SerializeToString,
+                response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.RegisterModelResponse.FromString,
+                _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/sievedb.v1.SieveDB/ListModels',
+                request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.CheckModel = channel.unary_unary(
+                '/sievedb.v1.SieveDB/CheckModel',
+                request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.CheckModelRequest.SerializeToString,
+                response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.CheckModelResponse.FromString,
+                _registered_method=True)
+        self.PromoteModel = channel.unary_unary(
+                '/sievedb.v1.SieveDB/PromoteModel',
+                request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.PromoteModelRequest.SerializeToString,
+                response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.PromoteModelResponse.FromString,
+                _registered_method=True)
 
 
 class SieveDBServicer:
@@ -215,6 +240,36 @@ class SieveDBServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetProbeSet(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PromoteModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SieveDBServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -297,6 +352,31 @@ def add_SieveDBServicer_to_server(servicer, server):
                     servicer.GetOperation,
                     request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.GetOperationRequest.FromString,
                     response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.Operation.SerializeToString,
+            ),
+            'SetProbeSet': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetProbeSet,
+                    request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SetProbeSetRequest.FromString,
+                    response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SetProbeSetResponse.SerializeToString,
+            ),
+            'RegisterModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterModel,
+                    request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.RegisterModelRequest.FromString,
+                    response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.RegisterModelResponse.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.ListModelsRequest.FromString,
+                    response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'CheckModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckModel,
+                    request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.CheckModelRequest.FromString,
+                    response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.CheckModelResponse.SerializeToString,
+            ),
+            'PromoteModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.PromoteModel,
+                    request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.PromoteModelRequest.FromString,
+                    response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.PromoteModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -731,6 +811,141 @@ class SieveDB:
             '/sievedb.v1.SieveDB/GetOperation',
             sievedb__proto_dot_v1_dot_sievedb__pb2.GetOperationRequest.SerializeToString,
             sievedb__proto_dot_v1_dot_sievedb__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetProbeSet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sievedb.v1.SieveDB/SetProbeSet',
+            sievedb__proto_dot_v1_dot_sievedb__pb2.SetProbeSetRequest.SerializeToString,
+            sievedb__proto_dot_v1_dot_sievedb__pb2.SetProbeSetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sievedb.v1.SieveDB/RegisterModel',
+            sievedb__proto_dot_v1_dot_sievedb__pb2.RegisterModelRequest.SerializeToString,
+            sievedb__proto_dot_v1_dot_sievedb__pb2.RegisterModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sievedb.v1.SieveDB/ListModels',
+            sievedb__proto_dot_v1_dot_sievedb__pb2.ListModelsRequest.SerializeToString,
+            sievedb__proto_dot_v1_dot_sievedb__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sievedb.v1.SieveDB/CheckModel',
+            sievedb__proto_dot_v1_dot_sievedb__pb2.CheckModelRequest.SerializeToString,
+            sievedb__proto_dot_v1_dot_sievedb__pb2.CheckModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PromoteModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sievedb.v1.SieveDB/PromoteModel',
+            sievedb__proto_dot_v1_dot_sievedb__pb2.PromoteModelRequest.SerializeToString,
+            sievedb__proto_dot_v1_dot_sievedb__pb2.PromoteModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -319,14 +319,6 @@ def check_compatibility(
     new_raw = np.asarray(candidate, dtype=np.float64)
     gens_raw = {k: np.asarray(v, dtype=np.float64) for k, v in generations.items()}
     structural, reasons = _structural(y, new_raw, gens_raw, metric)
-    fps = simplex_fingerprints or {}
-    cand_fp = fps.get(candidate_id, "")
-    for gid in gens_raw:
-        if gid in fps and fps[gid] != cand_fp:
-            reasons.append(
-                f"declared simplex differs from generation {gid!r} "
-                f"({cand_fp or 'none'} vs {fps[gid] or 'none'})"
-            )
     if not gens_raw:
         reasons.append("no generation to compare against")
     q = m.stratified_split(y, query_fraction, seed)
@@ -340,9 +332,19 @@ def check_compatibility(
         "num_gallery": int((~q).sum()),
         "structural": structural,
     }
-    if reasons:
+    if reasons:  # nothing can be measured
         structural["ok"] = False
         return CompatReport(compatible=False, reasons=reasons, simplex=None, generations=[], **base)
+    # A different declared interface fails the gate, but every number is still reported.
+    fps = simplex_fingerprints or {}
+    cand_fp = fps.get(candidate_id, "")
+    for gid in gens_raw:
+        if gid in fps and fps[gid] != cand_fp:
+            structural["ok"] = False
+            reasons.append(
+                f"declared simplex differs from generation {gid!r} "
+                f"({cand_fp or 'none'} vs {fps[gid] or 'none'})"
+            )
 
     simplex_report: dict[str, dict[str, float]] | None = None
     if simplex is not None and simplex.dim == new_raw.shape[1]:

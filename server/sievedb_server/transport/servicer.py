@@ -16,6 +16,7 @@ from sievedb_proto.v1 import sievedb_pb2_grpc as pb_grpc
 from sievedb_server.errors import CollectionNotFound, InvalidArgument, InvalidFilter
 from sievedb_server.transport import codec
 from sievedb_server.transport.filter_codec import decode_filter
+from sievedb_server.transport.model_servicer import ModelServicerMixin
 
 if TYPE_CHECKING:
     import grpc
@@ -30,7 +31,7 @@ def _filter_of(msg: Any, field: str = "filter") -> Any:
     return decode_filter(getattr(msg, field)) if msg.HasField(field) else None
 
 
-class SieveDBServicer(pb_grpc.SieveDBServicer):
+class SieveDBServicer(ModelServicerMixin, pb_grpc.SieveDBServicer):
     """Thin adapter from `sievedb.v1` messages to the in-process `Engine` API."""
 
     def __init__(self, engine: Engine) -> None:
@@ -73,7 +74,9 @@ class SieveDBServicer(pb_grpc.SieveDBServicer):
 
     def Upsert(self, request: pb.UpsertRequest, context: grpc.ServicerContext) -> pb.UpsertResponse:
         ids, vectors, attributes = codec.decode_upsert(request)
-        watermark = self.engine.upsert(request.collection, ids, vectors, attributes)
+        watermark = self.engine.upsert(
+            request.collection, ids, vectors, attributes, model=request.model
+        )
         return pb.UpsertResponse(upserted=len(ids), watermark=watermark)
 
     def GetPoints(
@@ -118,6 +121,7 @@ class SieveDBServicer(pb_grpc.SieveDBServicer):
             codec.decode_query(request.query),
             codec.decode_search_params(request.params),
             _filter_of(request),
+            model=request.model,
         )
         return pb.SearchResponse(result=codec.encode_search_result(result))
 
@@ -138,7 +142,8 @@ class SieveDBServicer(pb_grpc.SieveDBServicer):
                 f"got {len(request.filters)} filters for {n} queries: give none, one, or one per query"
             )
         results = self.engine.search_batch(
-            request.collection, queries, codec.decode_search_params(request.params), filters
+            request.collection, queries, codec.decode_search_params(request.params), filters,
+            model=request.model,
         )
         return pb.SearchBatchResponse(results=[codec.encode_search_result(r) for r in results])
 
@@ -160,7 +165,7 @@ class SieveDBServicer(pb_grpc.SieveDBServicer):
             ids, vectors, attributes = codec.decode_bulk_chunk(chunk)
             watermark = self.engine.bulk_upsert(
                 collection, ids, vectors, attributes,
-                load_id=chunk.load_id, offset=chunk.offset,
+                load_id=chunk.load_id, offset=chunk.offset, model=chunk.model,
             )
             upserted += len(ids)
             rows = (self.engine.load_rows(collection, chunk.load_id) or 0) if chunk.load_id else 0
