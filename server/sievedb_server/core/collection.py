@@ -333,8 +333,9 @@ class Collection:
             next_label = self.store.next_label(txn)
             staged = StagedChanges()
             packed: list[bytes | None] = []
+            id_keys = [layout.encode_point_id(pid) for pid in ids]
             for i, pid in enumerate(ids):
-                label = self.store.label_of(txn, pid)
+                label = self.store.label_of_key(txn, id_keys[i])
                 attrs = attributes[i] if attributes is not None else None
                 if label is None:
                     label, next_label = next_label, next_label + 1
@@ -345,7 +346,7 @@ class Collection:
                     self.attr_index.stage(staged, label, old, attrs)
                 packed.append(serde.pack_attributes(attrs) if attrs else None)
                 labels[i] = label
-            self.store.put_points_bulk(txn, labels, list(ids), vectors, packed, new)
+            self.store.put_points_bulk(txn, labels, id_keys, vectors, packed, new)
             self.attr_index.write(staged, txn, self.store.db["postings"],
                                   self.store.db["numeric"])
             self.store.append_log(txn, seq, labels)

@@ -109,6 +109,11 @@ class CollectionStore:
         raw = txn.get(layout.encode_point_id(pid), db=self.db["ids"])
         return None if raw is None else layout.decode_label(bytes(raw))
 
+    def label_of_key(self, txn: lmdb.Transaction, id_key: bytes) -> int | None:
+        """`label_of` for an id already encoded with `layout.encode_point_id`."""
+        raw = txn.get(id_key, db=self.db["ids"])
+        return None if raw is None else layout.decode_label(bytes(raw))
+
     def id_of(self, txn: lmdb.Transaction, label: int) -> PointId | None:
         raw = txn.get(layout.encode_label(label), db=self.db["labels"])
         return None if raw is None else layout.decode_point_id(bytes(raw))
@@ -137,14 +142,14 @@ class CollectionStore:
         self,
         txn: lmdb.Transaction,
         labels: np.ndarray,
-        pids: list[PointId],
+        id_keys: list[bytes],
         vectors: np.ndarray,
         attrs: list[bytes | None],
         new: np.ndarray,
     ) -> None:
         """`put_point` for a whole chunk with cursor `putmulti` (bulk-load path).
 
-        `attrs` holds packed attributes (`serde.pack_attributes`) or None; `new` marks rows
+        `id_keys` are the point ids encoded with `layout.encode_point_id`; `attrs` holds packed attributes (`serde.pack_attributes`) or None; `new` marks rows
         whose label was just assigned (labels of new rows are increasing and above every
         stored label, so they are appended at the end of the label-keyed databases).
         """
@@ -153,11 +158,9 @@ class CollectionStore:
         new_idx = np.flatnonzero(new).tolist()
         if new_idx:
             with txn.cursor(db=self.db["ids"]) as cur:
-                cur.putmulti([(layout.encode_point_id(pids[i]), keys[i]) for i in new_idx])
+                cur.putmulti([(id_keys[i], keys[i]) for i in new_idx])
             with txn.cursor(db=self.db["labels"]) as cur:
-                cur.putmulti(
-                    [(keys[i], layout.encode_point_id(pids[i])) for i in new_idx], append=True
-                )
+                cur.putmulti([(keys[i], id_keys[i]) for i in new_idx], append=True)
         old_idx = np.flatnonzero(~new).tolist()
         with txn.cursor(db=self.db["vectors"]) as cur:
             if old_idx:
