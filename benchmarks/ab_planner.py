@@ -2,7 +2,8 @@
 
 Each query runs once per configuration back to back (repeated `--reps` times), so machine
 noise hits every configuration alike: the fair way to compare close alternatives on a
-shared machine. Uses the cached collection, queries and ground truth of `bench_filtered`.
+shared machine. The order of the configurations rotates from query to query, because the
+first run of a query warms the caches for the others. Uses the cached collection, queries and ground truth of `bench_filtered`.
 
     python -m benchmarks.ab_planner [--variants correlated uncorrelated] [--buckets 50% 10%]
 """
@@ -60,9 +61,12 @@ def main() -> None:
                 lat: dict[str, list[int]] = defaultdict(list)
                 rec: dict[str, list[float]] = defaultdict(list)
                 params = SearchParams(k=10, ef=ef, with_attributes=False)
+                names = list(CONFIGS)
                 for rep in range(args.reps):
-                    for i in idx:
-                        for cname, cfg in CONFIGS.items():
+                    for j, i in enumerate(idx):
+                        turn = (j + rep) % len(names)
+                        for cname in names[turn:] + names[:turn]:
+                            cfg = CONFIGS[cname]
                             coll.planner = cfg
                             t = time.perf_counter_ns()
                             res = engine.search(name, data.queries[fq[i].query_row], params,
