@@ -49,7 +49,7 @@ class PlannerConfig:
     postfilter_max_fetch: int = 4_000
     # ...nor for more than this multiple of the query's ef: the post-filter's cost is set by
     # `fetch`, the filtered traversal's by ef, so a small ef favours the traversal.
-    postfilter_max_ef_ratio: float = 2.0
+    postfilter_max_ef_ratio: float = 3.0
     # When post-filtering comes back short (filter anti-correlated with the query), scan the
     # allowed rows exactly if there are at most this many floats; else filtered traversal.
     fallback_exact_budget: int = 2_000_000
