@@ -19,7 +19,7 @@ from sievedb_proto.v1 import sievedb_pb2 as pb
 
 from sievedb import _wire
 
-__all__ = ["CompatCheck", "ModelInfo", "ModelsMixin"]
+__all__ = ["AliasInfo", "CompatCheck", "ModelInfo", "ModelsMixin"]
 
 _UNSET: Any = object()  # "use the client's default timeout"
 
@@ -42,6 +42,17 @@ class CompatCheck:
     compatible: bool
     reasons: list[str]
     report: dict[str, Any] = field(default_factory=dict)  # every number; see the README
+
+
+@dataclass(frozen=True)
+class AliasInfo:
+    alias: str
+    collection: str
+    previous: str = ""  # where `rollback_alias` goes
+
+
+def _alias(msg: pb.AliasInfo) -> AliasInfo:
+    return AliasInfo(msg.alias, msg.collection, msg.previous)
 
 
 def _info(msg: pb.ModelInfo) -> ModelInfo:
@@ -173,3 +184,22 @@ class ModelsMixin:
         reply = self._rpc("PromoteModel", req, timeout)
         report = json.loads(reply.report_json)
         return _info(reply.model), CompatCheck(report["compatible"], report["reasons"], report)
+
+    # --- aliases (every method taking a collection name resolves them) ---------------------
+
+    def set_alias(self, alias: str, collection: str, *, timeout: Any = _UNSET) -> AliasInfo:
+        """Create `alias` or re-point it atomically at `collection`."""
+        req = pb.SetAliasRequest(alias=alias, collection=collection)
+        return _alias(self._rpc("SetAlias", req, timeout).alias)
+
+    def rollback_alias(self, alias: str, *, timeout: Any = _UNSET) -> AliasInfo:
+        """Point `alias` back at its previous target."""
+        req = pb.RollbackAliasRequest(alias=alias)
+        return _alias(self._rpc("RollbackAlias", req, timeout).alias)
+
+    def delete_alias(self, alias: str, *, timeout: Any = _UNSET) -> bool:
+        return bool(self._rpc("DeleteAlias", pb.DeleteAliasRequest(alias=alias), timeout).deleted)
+
+    def list_aliases(self, *, timeout: Any = _UNSET) -> list[AliasInfo]:
+        reply = self._rpc("ListAliases", pb.ListAliasesRequest(), timeout)
+        return [_alias(a) for a in reply.aliases]

@@ -139,6 +139,26 @@ class SieveDBStub:
                 request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.PromoteModelRequest.SerializeToString,
                 response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.PromoteModelResponse.FromString,
                 _registered_method=True)
+        self.SetAlias = channel.unary_unary(
+                '/sievedb.v1.SieveDB/SetAlias',
+                request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SetAliasRequest.SerializeToString,
+                response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SetAliasResponse.FromString,
+                _registered_method=True)
+        self.RollbackAlias = channel.unary_unary(
+                '/sievedb.v1.SieveDB/RollbackAlias',
+                request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.RollbackAliasRequest.SerializeToString,
+                response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SetAliasResponse.FromString,
+                _registered_method=True)
+        self.DeleteAlias = channel.unary_unary(
+                '/sievedb.v1.SieveDB/DeleteAlias',
+                request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.DeleteAliasRequest.SerializeToString,
+                response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.DeleteAliasResponse.FromString,
+                _registered_method=True)
+        self.ListAliases = channel.unary_unary(
+                '/sievedb.v1.SieveDB/ListAliases',
+                request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.ListAliasesRequest.SerializeToString,
+                response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.ListAliasesResponse.FromString,
+                _registered_method=True)
 
 
 class SieveDBServicer:
@@ -270,6 +290,30 @@ class SieveDBServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetAlias(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackAlias(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAlias(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAliases(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SieveDBServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -377,6 +421,26 @@ def add_SieveDBServicer_to_server(servicer, server):
                     servicer.PromoteModel,
                     request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.PromoteModelRequest.FromString,
                     response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.PromoteModelResponse.SerializeToString,
+            ),
+            'SetAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAlias,
+                    request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SetAliasRequest.FromString,
+                    response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SetAliasResponse.SerializeToString,
+            ),
+            'RollbackAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackAlias,
+                    request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.RollbackAliasRequest.FromString,
+                    response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SetAliasResponse.SerializeToString,
+            ),
+            'DeleteAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAlias,
+                    request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.DeleteAliasRequest.FromString,
+                    response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.DeleteAliasResponse.SerializeToString,
+            ),
+            'ListAliases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAliases,
+                    request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.ListAliasesRequest.FromString,
+                    response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.ListAliasesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -946,6 +1010,114 @@ class SieveDB:
             '/sievedb.v1.SieveDB/PromoteModel',
             sievedb__proto_dot_v1_dot_sievedb__pb2.PromoteModelRequest.SerializeToString,
             sievedb__proto_dot_v1_dot_sievedb__pb2.PromoteModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sievedb.v1.SieveDB/SetAlias',
+            sievedb__proto_dot_v1_dot_sievedb__pb2.SetAliasRequest.SerializeToString,
+            sievedb__proto_dot_v1_dot_sievedb__pb2.SetAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sievedb.v1.SieveDB/RollbackAlias',
+            sievedb__proto_dot_v1_dot_sievedb__pb2.RollbackAliasRequest.SerializeToString,
+            sievedb__proto_dot_v1_dot_sievedb__pb2.SetAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sievedb.v1.SieveDB/DeleteAlias',
+            sievedb__proto_dot_v1_dot_sievedb__pb2.DeleteAliasRequest.SerializeToString,
+            sievedb__proto_dot_v1_dot_sievedb__pb2.DeleteAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAliases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sievedb.v1.SieveDB/ListAliases',
+            sievedb__proto_dot_v1_dot_sievedb__pb2.ListAliasesRequest.SerializeToString,
+            sievedb__proto_dot_v1_dot_sievedb__pb2.ListAliasesResponse.FromString,
             options,
             channel_credentials,
             insecure,

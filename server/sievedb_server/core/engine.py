@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from sievedb_server.core.aliases import AliasTable
 from sievedb_server.core.collection import Collection
 from sievedb_server.core.imports import ImportOperation, Importer, ImportSource
 from sievedb_server.core.models import ModelService, prepare_queries, prepare_writes
@@ -39,6 +40,7 @@ from sievedb_server.errors import (
     CollectionExists,
     CollectionNotFound,
     DimensionMismatch,
+    FailedPrecondition,
     InvalidArgument,
     InvalidVector,
     NotFound,
@@ -75,6 +77,7 @@ class Engine:
         self._lock = threading.Lock()
         self._collections: dict[str, Collection] = {}
         self._closed = False
+        self.aliases = AliasTable(self.data_dir, sync=sync)
         for folder in sorted(self.root.iterdir()):
             if folder.name.startswith("."):
                 shutil.rmtree(folder, ignore_errors=True)  # a drop or create that was cut short
@@ -96,7 +99,7 @@ class Engine:
         if self._closed:
             raise ShuttingDown("the engine is shutting down")
         validate_collection_name(name)
-        coll = self._collections.get(name)
+        coll = self._collections.get(self.aliases.resolve(name))
         if coll is None:
             raise CollectionNotFound(f"collection {name!r} does not exist")
         return coll
@@ -108,6 +111,8 @@ class Engine:
                 raise ShuttingDown("the engine is shutting down")
             if spec.name in self._collections:
                 raise CollectionExists(f"collection {spec.name!r} already exists")
+            if self.aliases.resolve(spec.name) != spec.name:
+                raise CollectionExists(f"{spec.name!r} is an alias; pick another name")
             # Build in a hidden folder and rename, so a crash never leaves half a collection.
             staging = self.root / f".create-{spec.name}-{uuid.uuid4().hex[:8]}"
             Collection(staging, sync=self.sync, spec=spec).close(checkpoint=False)
@@ -128,6 +133,10 @@ class Engine:
 
     def drop_collection(self, name: str, missing_ok: bool = False) -> bool:
         validate_collection_name(name)
+        if name in self.aliases.targets():
+            raise FailedPrecondition(
+                f"collection {name!r} is the target of an alias: re-point or delete it first"
+            )
         with self._lock:
             coll = self._collections.pop(name, None)
             if coll is None:

@@ -1,4 +1,4 @@
-"""The model-registry RPCs of `sievedb.v1.SieveDB` (a mixin of the servicer; thin)."""
+"""The model-registry and alias RPCs of `sievedb.v1.SieveDB` (a mixin of the servicer; thin)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from sievedb_proto.v1 import sievedb_pb2 as pb
 
+from sievedb_server.core.aliases import Alias, collection_exists
 from sievedb_server.transport import codec
 from sievedb_server.transport.model_codec import (
     decode_model_spec,
@@ -87,3 +88,33 @@ class ModelServicerMixin:
         return pb.PromoteModelResponse(
             model=encode_model_info(rec, default), report_json=report_json(report)
         )
+
+    # --- aliases -------------------------------------------------------------------------
+
+    @staticmethod
+    def _alias(alias: Alias) -> pb.AliasInfo:
+        return pb.AliasInfo(alias=alias.name, collection=alias.collection, previous=alias.previous)
+
+    def SetAlias(
+        self, request: pb.SetAliasRequest, context: grpc.ServicerContext
+    ) -> pb.SetAliasResponse:
+        alias = self.engine.aliases.set(
+            request.alias, request.collection, collection_exists(self.engine)
+        )
+        return pb.SetAliasResponse(alias=self._alias(alias))
+
+    def RollbackAlias(
+        self, request: pb.RollbackAliasRequest, context: grpc.ServicerContext
+    ) -> pb.SetAliasResponse:
+        alias = self.engine.aliases.rollback(request.alias, collection_exists(self.engine))
+        return pb.SetAliasResponse(alias=self._alias(alias))
+
+    def DeleteAlias(
+        self, request: pb.DeleteAliasRequest, context: grpc.ServicerContext
+    ) -> pb.DeleteAliasResponse:
+        return pb.DeleteAliasResponse(deleted=self.engine.aliases.delete(request.alias))
+
+    def ListAliases(
+        self, request: pb.ListAliasesRequest, context: grpc.ServicerContext
+    ) -> pb.ListAliasesResponse:
+        return pb.ListAliasesResponse(aliases=[self._alias(a) for a in self.engine.aliases.list()])
