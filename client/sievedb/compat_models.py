@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Encoder", "GaussianClasses", "dsimplex", "model_zoo", "train_encoder"]
+__all__ = ["Encoder", "GaussianClasses", "dsimplex", "model_zoo", "train_encoder", "train_zoo"]
 
 F32 = NDArray[np.float32]
 
@@ -130,25 +130,40 @@ def train_encoder(
     return Encoder(params["w1"], params["b1"], params["w2"])
 
 
-def model_zoo(
-    seed: int, num_classes: int = 10, dim: int = 32
-) -> tuple[GaussianClasses, dict[str, Encoder]]:
-    """The data distribution and five encoders: v1 (old: 15/class, 150 steps), v2 (compatible:
-    100/class, 200 steps, independent init), and the incompatible `learnable`, `rotated` and
-    `permuted` (vertex map shifted by one class)."""
-    data = GaussianClasses.make(num_classes, dim, seed=seed)
-    x_old, y_old = data.sample(15, seed + 100)
-    x_new, y_new = data.sample(100, seed + 200)
-    v1 = train_encoder(x_old, y_old, num_classes=num_classes, steps=150, seed=seed + 1)
-    v2 = train_encoder(x_new, y_new, num_classes=num_classes, steps=200, seed=seed + 2)
-    return data, {
-        "v1": v1,
+def train_zoo(
+    x_old: NDArray[np.float64],
+    y_old: NDArray[np.int64],
+    x_new: NDArray[np.float64],
+    y_new: NDArray[np.int64],
+    *,
+    num_classes: int,
+    seed: int,
+    old_steps: int = 150,
+    new_steps: int = 200,
+) -> dict[str, Encoder]:
+    """Five encoders: v1 (old data), v2 (new data, independent init, same simplex: compatible),
+    and the incompatible `learnable` (learnable classifier), `rotated` (v2 times a random
+    orthogonal matrix) and `permuted` (fixed simplex, class->vertex map shifted by one)."""
+    kw = {"num_classes": num_classes}
+    v2 = train_encoder(x_new, y_new, steps=new_steps, seed=seed + 2, **kw)
+    return {
+        "v1": train_encoder(x_old, y_old, steps=old_steps, seed=seed + 1, **kw),
         "v2": v2,
         "learnable": train_encoder(
-            x_new, y_new, num_classes=num_classes, steps=200, seed=seed + 3, classifier="learnable"
+            x_new, y_new, steps=new_steps, seed=seed + 3, classifier="learnable", **kw
         ),
         "rotated": v2.rotated(seed + 4),
         "permuted": train_encoder(
-            x_new, y_new, num_classes=num_classes, steps=200, seed=seed + 5, vertex_shift=1
+            x_new, y_new, steps=new_steps, seed=seed + 5, vertex_shift=1, **kw
         ),
     }
+
+
+def model_zoo(
+    seed: int, num_classes: int = 10, dim: int = 32
+) -> tuple[GaussianClasses, dict[str, Encoder]]:
+    """The recipe's Gaussian classes and `train_zoo` on them (old: 15/class, new: 100/class)."""
+    data = GaussianClasses.make(num_classes, dim, seed=seed)
+    x_old, y_old = data.sample(15, seed + 100)
+    x_new, y_new = data.sample(100, seed + 200)
+    return data, train_zoo(x_old, y_old, x_new, y_new, num_classes=num_classes, seed=seed)
