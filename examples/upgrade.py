@@ -120,7 +120,9 @@ def run(
     def accuracy(model: str, enc: Encoder) -> float:
         """top-1 label accuracy of `enc`'s queries against whatever `items` serves now."""
         res = db.search_batch("items", enc.embed(x[query]), k=1, model=model)
-        return float(np.mean([r.hits[0].attributes["label"] == c for r, c in zip(res, y[query])]))
+        return float(
+            np.mean([(r.hits[0].attributes or {})["label"] == c for r, c in zip(res, y[query])])
+        )
 
     probe_ids = [f"probe-{i}" for i in probe]
     db.create_collection("items_v1", dim=K - 1, schema={"label": "integer"})

@@ -110,6 +110,10 @@ def test_thresholds_can_be_tightened_not_loosened() -> None:
     )
     assert not rep.compatible and rep.thresholds["ecc_margin"] == 0.5
     assert Thresholds.from_overrides(None) is DEFAULT_THRESHOLDS
+    boot = Thresholds.from_overrides({"require_bootstrap_lower_bound": True})
+    rep = check_compatibility(y, embeddings(0, "v2"), {"v1": embeddings(0, "v1")}, thresholds=boot)
+    assert rep.generations[0].instance["margin_lower_5pct"] < 0.1
+    assert rep.compatible == (rep.generations[0].instance["margin_lower_5pct"] > 0)
     for loose in (
         {"ecc_margin": -0.1},
         {"min_centroid_nn": 0.5},
@@ -203,6 +207,17 @@ def test_every_report_number_equals_direct_numpy(name: str) -> None:
     for key, (qv, gv) in {"oo": (oq, og), "no": (nq, og), "nn": (nq, ng)}.items():
         assert g.instance[f"top1_{key}"] == pytest.approx(_top1(qv, yq, gv, yg), **close)
         assert g.instance[f"map_{key}"] == pytest.approx(_map(qv, yq, gv, yg), **close)
+    # C1: bootstrap lower bound of the paired top-1 margin (1000 resamples, rng seed + 2)
+    c_oo = np.array([yg[np.argmin(1.0 - og @ v)] == lab for v, lab in zip(oq, yq, strict=True)])
+    c_no = np.array([yg[np.argmin(1.0 - og @ v)] == lab for v, lab in zip(nq, yq, strict=True)])
+    rng = np.random.default_rng(seed + 2)
+    margins = []
+    draws = rng.integers(0, len(yq), size=(1000, len(yq)))
+    for row in draws:
+        margins.append(c_no[row].mean() - c_oo[row].mean())
+    assert g.instance["margin_lower_5pct"] == pytest.approx(
+        float(np.quantile(margins, 0.05)), **close
+    )
     # C1: class-template level
     to, classes = _templates(og, yg)
     tn, _ = _templates(ng, yg)

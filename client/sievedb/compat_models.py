@@ -144,17 +144,21 @@ def train_zoo(
     """Five encoders: v1 (old data), v2 (new data, independent init, same simplex: compatible),
     and the incompatible `learnable` (learnable classifier), `rotated` (v2 times a random
     orthogonal matrix) and `permuted` (fixed simplex, class->vertex map shifted by one)."""
-    kw = {"num_classes": num_classes}
-    v2 = train_encoder(x_new, y_new, steps=new_steps, seed=seed + 2, **kw)
+    v2 = train_encoder(x_new, y_new, steps=new_steps, seed=seed + 2, num_classes=num_classes)
     return {
-        "v1": train_encoder(x_old, y_old, steps=old_steps, seed=seed + 1, **kw),
+        "v1": train_encoder(x_old, y_old, steps=old_steps, seed=seed + 1, num_classes=num_classes),
         "v2": v2,
         "learnable": train_encoder(
-            x_new, y_new, steps=new_steps, seed=seed + 3, classifier="learnable", **kw
+            x_new,
+            y_new,
+            steps=new_steps,
+            seed=seed + 3,
+            classifier="learnable",
+            num_classes=num_classes,
         ),
         "rotated": v2.rotated(seed + 4),
         "permuted": train_encoder(
-            x_new, y_new, steps=new_steps, seed=seed + 5, vertex_shift=1, **kw
+            x_new, y_new, steps=new_steps, seed=seed + 5, vertex_shift=1, num_classes=num_classes
         ),
     }
 

@@ -94,31 +94,38 @@ def _load(path: str) -> np.ndarray:
 
 def format_report(report: dict[str, Any]) -> str:
     """A readable summary of a compatibility report (every gated number and the verdict)."""
+    verdict = "COMPATIBLE" if report["compatible"] else "INCOMPATIBLE"
     lines = [
-        f"model {report['candidate']}: "
-        + ("COMPATIBLE" if report["compatible"] else "INCOMPATIBLE")
-        + f"  (probe {report['num_probe']} items: {report['num_query']} queries / "
-        f"{report['num_gallery']} gallery, metric {report['metric']})"
+        (
+            f"model {report['candidate']}: {verdict}  (probe {report['num_probe']} items: "
+            f"{report['num_query']} queries / {report['num_gallery']} gallery, "
+            f"metric {report['metric']})"
+        )
     ]
     for g in report["generations"]:
-        i, t, pw, c, r = g["instance"], g["template"], g["pairwise"], g["centroids"], g["rotation"]
+        i, t, pw = g["instance"], g["template"], g["pairwise"]
+        c, r = g["centroids"], g["rotation"]
+        mixed = ", ".join(f"{k}:{v:.3f}" for k, v in g["mixed_index"].items())
+        same = f"{pw['same_mean_no']:.3f} <= {pw['same_mean_oo']:.3f}"
+        diff = f"{pw['diff_mean_no']:.3f} >= {pw['diff_mean_oo']:.3f}"
         lines += [
-            (
-                f"  vs {g['model_id']}{' (identical)' if g['identical'] else ''}: "
-                f"{'pass' if g['passed'] else 'FAIL'}"
-            ),
+            f"  vs {g['model_id']}{' (identical)' if g['identical'] else ''}: "
+            + ("pass" if g["passed"] else "FAIL"),
             (
                 f"    ECC top-1  instance new->old {i['top1_no']:.3f} vs old->old {i['top1_oo']:.3f}"
                 f" (new->new {i['top1_nn']:.3f});  templates {t['top1_no']:.3f} vs {t['top1_oo']:.3f}"
+            ),
+            (
+                f"    margin     5% bootstrap lower bound of new->old minus old->old "
+                f"{i.get('margin_lower_5pct', float('nan')):+.3f}"
             ),
             (
                 f"    ECC mAP    instance new->old {i['map_no']:.3f} vs old->old {i['map_oo']:.3f};"
                 f"  templates {t['map_no']:.3f} vs {t['map_oo']:.3f}"
             ),
             (
-                f"    pairwise   same-class d(new,old) {pw['same_mean_no']:.3f} <= {pw['same_mean_oo']:.3f}"
-                f" (rate {pw['same_rate']:.2f}); other-class {pw['diff_mean_no']:.3f} >= "
-                f"{pw['diff_mean_oo']:.3f} (rate {pw['diff_rate']:.2f})"
+                f"    pairwise   same-class d(new,old) {same} (rate {pw['same_rate']:.2f});"
+                f" other-class {diff} (rate {pw['diff_rate']:.2f})"
             ),
             (
                 f"    centroids  cosine {c['mean_cosine']:.3f} (others {c['mean_other_cosine']:.3f}),"
@@ -127,7 +134,7 @@ def format_report(report: dict[str, Any]) -> str:
             (
                 f"    rotation   Procrustes deviation {r['deviation']:.3f}, top-1 after it "
                 f"{r['top1_no_rotated']:.3f};  negative flips {g['negative_flip_rate']:.3f};"
-                f"  mixed index {', '.join(f'{k}:{v:.3f}' for k, v in g['mixed_index'].items())}"
+                f"  mixed index {mixed}"
             ),
         ]
     for model_id, sx in (report.get("simplex") or {}).items():

@@ -7,7 +7,9 @@ model generation still present in the gallery ("old", paired item for item). Out
 
 C0 structural    same dim, finite, non-zero norms, same probe items, same simplex fingerprint
 C1/C2 ECC        per generation k: M(N_Q, O_G) > M(O_Q, O_G) + margin, M = top-1 (gated) and
-                 mAP (reported), at instance level and with G collapsed to class templates
+                 mAP (reported), at instance level and with G collapsed to class templates;
+                 plus the 5% bootstrap lower bound of the paired top-1 margin (reported;
+                 gated with `require_bootstrap_lower_bound`)
 C3 pairwise      over pairs (i in Q, j in G): same class  => d(n_i,o_j) <= d(o_i,o_j),
                  different class => d(n_i,o_j) >= d(o_i,o_j); rates per pair, gate on the means
 C4 centroids     s_c = s(mu_c^new, mu_c^old); centroid-NN accuracy (gated, default = 1)
@@ -56,6 +58,9 @@ class Thresholds:
 
     ecc_margin: float = 0.0  # M_no - M_oo must be > margin (top-1)
     require_template_ecc: bool = True
+    # Gate also on the 5% bootstrap lower bound of the top-1 margin being > 0 (off by default:
+    # with a few hundred probe queries it rejects genuinely compatible pairs whose margin is small).
+    require_bootstrap_lower_bound: bool = False
     require_pairwise_means: bool = True
     pairwise_tolerance: float = 0.05  # relative slack on the C3 means (see below)
     min_centroid_nn: float = 1.0
@@ -67,6 +72,7 @@ class Thresholds:
         return (
             self.ecc_margin >= other.ecc_margin
             and self.require_template_ecc >= other.require_template_ecc
+            and self.require_bootstrap_lower_bound >= other.require_bootstrap_lower_bound
             and self.require_pairwise_means >= other.require_pairwise_means
             and self.pairwise_tolerance <= other.pairwise_tolerance
             and self.min_centroid_nn >= other.min_centroid_nn
@@ -213,6 +219,19 @@ def _centroids(new: F64, old: F64, y: NDArray[np.int64]) -> dict[str, float]:
         "mean_other_cosine": float(off.mean()) if off.size else float("nan"),
         "nn_accuracy": float((np.argmax(s, axis=1) == np.arange(len(classes))).mean()),
     }
+
+
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def bootstrap_lower(
+    correct_no: NDArray[np.bool_], correct_oo: NDArray[np.bool_], seed: int
+) -> float:
+    """5% quantile of the paired top-1 margin M_no - M_oo over query resamples (seed + 2)."""
+    rng = np.random.default_rng(seed + 2)
+    idx = rng.integers(0, len(correct_no), size=(BOOTSTRAP_RESAMPLES, len(correct_no)))
+    margins = correct_no[idx].mean(axis=1) - correct_oo[idx].mean(axis=1)
+    return float(np.quantile(margins, 0.05))
 
 
 def procrustes(source: F64, target: F64) -> F64:
@@ -373,6 +392,7 @@ def check_compatibility(
         c_oo = m.top1_correct(m.distances(oq, og, metric), yq, yg)
         c_no = m.top1_correct(m.distances(nq, og, metric), yq, yg)
         nfr = float((c_oo & ~c_no).mean())
+        inst["margin_lower_5pct"] = bootstrap_lower(c_no, c_oo, seed)
         paired = float((m.normalise(new_raw) * m.normalise(old_raw)).sum(1).mean())
         mixed = _mixed(nq, ng, og, yq, yg, metric, seed)
         why: list[str] = []
@@ -382,6 +402,11 @@ def check_compatibility(
                 why.append(
                     f"ECC instance top-1: new->old {inst['top1_no']:.3f} does not beat "
                     f"old->old {inst['top1_oo']:.3f} (+{t.ecc_margin})"
+                )
+            if t.require_bootstrap_lower_bound and not inst["margin_lower_5pct"] > 0:
+                why.append(
+                    "ECC instance top-1 margin: 5% bootstrap lower bound "
+                    f"{inst['margin_lower_5pct']:.3f} is not above 0"
                 )
             if t.require_template_ecc and not tmpl["top1_no"] > tmpl["top1_oo"] + t.ecc_margin:
                 why.append(
