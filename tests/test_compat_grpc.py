@@ -123,6 +123,40 @@ def test_cli_model_commands(
     assert main(["model", *target, "list", "items"]) == 0
     out = capsys.readouterr().out
     assert "active (default)" in out and "promoted" in out and "candidate" in out
+    np.save(tmp_path / "q.npy", models["v2"].embed(gx[:1]))
+    assert (
+        main(
+            [
+                "query",
+                "items",
+                "--vector-file",
+                str(tmp_path / "q.npy"),
+                "--k",
+                "1",
+                "--model",
+                "v2",
+                *target,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "query",
+                "items",
+                "--vector-file",
+                str(tmp_path / "q.npy"),
+                "--k",
+                "1",
+                "--model",
+                "rotated",
+                *target,
+            ]
+        )
+        == 1
+    )
+    assert "MODEL_MISMATCH" in capsys.readouterr().err
     assert main(["model", *target, "check", "items", "v2", "--json"]) == 0
     import json
 

@@ -259,6 +259,7 @@ def cmd_query(args: argparse.Namespace) -> int:
             ef=args.ef,
             exact=args.exact,
             explain=args.explain,
+            model=args.model,
         )
     _print_result(result)
     return 0
@@ -343,6 +344,9 @@ def _add_builtin_commands(sub: Any) -> None:
     p.add_argument("--ef", type=int, help="HNSW search beam for this query")
     p.add_argument("--exact", action="store_true", help="brute force (the exact answer)")
     p.add_argument("--explain", action="store_true", help="print the query plan")
+    p.add_argument(
+        "--model", default="", help="the model that embedded the query (default: the active one)"
+    )
     add_client_args(p)
     p.set_defaults(func=cmd_query)
 
