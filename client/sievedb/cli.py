@@ -137,6 +137,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_workers=args.workers,
         max_message_mb=args.max_message_mb,
         grace=args.grace,
+        blas_threads=args.blas_threads or None,
     )
     return 0
 
@@ -278,6 +279,11 @@ def _add_builtin_commands(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default %(default)s)")
     p.add_argument("--port", type=int, default=50051, help="port to bind, 0 = any free port")
     p.add_argument("--workers", type=int, default=16, help="RPC worker threads")
+    p.add_argument(
+        "--blas-threads", type=int, default=1,
+        help="numpy BLAS threads per process (default 1: requests already run in parallel; "
+        "0 = leave the library default)",
+    )
     p.add_argument("--max-message-mb", type=int, default=64, help="largest request/response")
     p.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls may finish")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

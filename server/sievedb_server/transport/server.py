@@ -180,8 +180,18 @@ def serve_forever(
     max_message_mb: int = 64,
     grace: float = DEFAULT_GRACE_S,
     signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+    blas_threads: int | None = 1,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, then shut down gracefully (must run in the main thread)."""
+    """Serve until SIGTERM/SIGINT, then shut down gracefully (must run in the main thread).
+
+    `blas_threads` caps numpy's BLAS thread pool for the process (None leaves it alone): the
+    server already runs requests in parallel, and a multi-threaded BLAS call per request
+    oversubscribes the cores (measured: much worse tail latency of exact scans under load).
+    """
+    if blas_threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=blas_threads, user_api="blas")
     server, port = create_server(
         address, data_dir, max_workers=max_workers, max_message_mb=max_message_mb
     )
