@@ -32,12 +32,12 @@ def main() -> None:
         labels = np.sort(rng.choice(args.n, count, replace=False))
         times: dict[str, list[int]] = {"default": [], "1 thread": []}
         for _ in range(args.reps):
-            for mode in times:
+            for mode, spent in times.items():
                 limit = threadpool_limits(1, user_api="blas") if mode == "1 thread" else None
                 t = time.perf_counter_ns()
                 scores = q[None, :] @ base[labels].T
                 np.argpartition(-scores[0], 9)
-                times[mode].append(time.perf_counter_ns() - t)
+                spent.append(time.perf_counter_ns() - t)
                 if limit is not None:
                     limit.restore_original_limits()
         for mode, ts in times.items():
