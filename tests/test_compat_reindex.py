@@ -56,6 +56,8 @@ def test_aliases_resolve_everywhere_and_persist(tmp_path: Path) -> None:
             engine.create_collection(CollectionSpec("live", 3))
         with pytest.raises(FP):
             engine.drop_collection("b")  # still the target of an alias
+        with pytest.raises(FP):
+            engine.drop_collection("live")  # an alias, not a collection
     finally:
         engine.close()
     again = Engine(tmp_path / "data")

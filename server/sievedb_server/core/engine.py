@@ -137,6 +137,8 @@ class Engine:
             raise FailedPrecondition(
                 f"collection {name!r} is the target of an alias: re-point or delete it first"
             )
+        if self.aliases.resolve(name) != name:  # never drop a collection through an alias
+            raise FailedPrecondition(f"{name!r} is an alias: delete it, or drop its target by name")
         with self._lock:
             coll = self._collections.pop(name, None)
             if coll is None:
