@@ -41,6 +41,7 @@ PLUGIN_COMMANDS: list[tuple[str, str, str]] = [
     ("load", "sievedb.load", "bulk-load vectors and attributes from files"),
     ("bench", "sievedb.bench", "run a benchmark workload"),
     ("model", "sievedb.model_cli", "register, check and promote embedding models of a collection"),
+    ("verify", "sievedb.verify_cli", "check a data folder's indexes against LMDB (and --repair)"),
 ]
 
 

@@ -207,6 +207,39 @@ class Collection:
                     self.in_graph[labels] = True
         self._index_watermark = 0  # nothing saved reflects this graph yet
 
+    def rebuild_derived(self) -> None:
+        """Rebuild the live set, id map, vector file and HNSW graph from LMDB, then save them."""
+        with self._write_mutex:
+            with self._index_lock.write():
+                self.vectors.live[:] = False
+                self.in_graph[:] = False
+                self._recover(vec_file_ok=False)
+            self._wake_indexer.set()
+            self.wait_indexed()
+            self.checkpoint()
+
+    def rebuild_attribute_indexes(self) -> None:
+        """Rewrite the posting lists and numeric indexes from the stored attributes."""
+        with self._write_mutex:
+            fresh = AttributeIndex(self.spec.schema)
+            staged = StagedChanges()
+            txn = self.store.write()
+            try:
+                txn.drop(self.store.db["postings"], delete=False)
+                txn.drop(self.store.db["numeric"], delete=False)
+                for label, _ in list(self.store.iter_labels(txn)):
+                    fresh.stage(staged, label, None, self.store.attributes(txn, label))
+                fresh.write(staged, txn, self.store.db["postings"], self.store.db["numeric"])
+            except BaseException:
+                txn.abort()
+                raise
+            with self._index_lock.write():
+                self.store.commit(txn)
+                index = AttributeIndex(self.spec.schema)
+                with self.store.read() as rtxn:
+                    index.load(rtxn, self.store.db["postings"], self.store.db["numeric"])
+                self.attr_index = index
+
     def _replay(self, touched: np.ndarray) -> None:
         self._grow(int(touched.max()) + 1 if touched.size else 0)
         in_graph = self.graph.labels()

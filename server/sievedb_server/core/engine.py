@@ -21,7 +21,7 @@ import numpy as np
 
 from sievedb_server.core.aliases import AliasTable
 from sievedb_server.core.collection import Collection
-from sievedb_server.core.imports import ImportOperation, Importer, ImportSource
+from sievedb_server.core.imports import Importer, ImportOperation, ImportSource
 from sievedb_server.core.models import ModelService, prepare_queries, prepare_writes
 from sievedb_server.core.types import (
     Attributes,
@@ -103,6 +103,10 @@ class Engine:
         if coll is None:
             raise CollectionNotFound(f"collection {name!r} does not exist")
         return coll
+
+    def collection(self, name: str) -> Collection:
+        """The `Collection` object itself, for maintenance (verify, repair) and tests."""
+        return self._get(name)
 
     def create_collection(self, spec: CollectionSpec) -> CollectionInfo:
         spec.validate()

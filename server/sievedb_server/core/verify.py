@@ -7,6 +7,7 @@ An empty list means consistent.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,7 +18,13 @@ from sievedb_server.index.attributes import AttributeIndex, StagedChanges
 if TYPE_CHECKING:
     from sievedb_server.core.collection import Collection
 
-__all__ = ["check_collection", "recompute_attribute_index"]
+__all__ = [
+    "Problem",
+    "check_collection",
+    "find_problems",
+    "recompute_attribute_index",
+    "repair_collection",
+]
 
 
 def recompute_attribute_index(coll: Collection) -> AttributeIndex:
@@ -49,27 +56,65 @@ def _numeric_pairs(index: AttributeIndex, fname: str) -> set[tuple[float, int]]:
     return pairs
 
 
-def check_collection(coll: Collection) -> list[str]:
-    problems: list[str] = []
+@dataclass(frozen=True)
+class Problem:
+    """One disagreement between a derived structure and LMDB; `kind` says what repairs it."""
+
+    kind: str  # "live" | "postings" | "numeric" | "graph"
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def find_problems(coll: Collection) -> list[Problem]:
+    problems: list[Problem] = []
     with coll.store.read() as txn:
         stored = BitMap(label for label, _ in coll.store.iter_labels(txn))
     if stored != coll.live_bitmap:
-        problems.append(
-            f"live set differs from LMDB: {len(stored ^ coll.live_bitmap)} labels disagree"
-        )
+        problems.append(Problem(
+            "live", f"live set differs from LMDB: {len(stored ^ coll.live_bitmap)} labels disagree"
+        ))
     if len(stored) != coll.live_count:
-        problems.append(f"live count {coll.live_count} != stored {len(stored)}")
+        problems.append(Problem("live", f"live count {coll.live_count} != stored {len(stored)}"))
     fresh = recompute_attribute_index(coll)
     mine = {k: v for k, v in coll.attr_index.postings.items() if v}
     want = {k: v for k, v in fresh.postings.items() if v}
     for key in set(mine) | set(want):
         if mine.get(key, BitMap()) != want.get(key, BitMap()):
-            problems.append(f"posting list {key} differs from a recomputation")
+            problems.append(Problem("postings", f"posting list {key} differs from a recomputation"))
     for fname in fresh.numeric:
         if _numeric_pairs(coll.attr_index, fname) != _numeric_pairs(fresh, fname):
-            problems.append(f"numeric index {fname!r} differs from a recomputation")
+            problems.append(
+                Problem("numeric", f"numeric index {fname!r} differs from a recomputation")
+            )
     in_graph = BitMap(coll.graph.labels().astype(np.uint32))
-    missing = stored - in_graph
+    missing = stored - in_graph - getattr(coll, "pending", BitMap())
     if missing:
-        problems.append(f"{len(missing)} live points are not in the HNSW graph")
+        problems.append(Problem(
+            "graph", f"{len(missing)} live points are neither in the HNSW graph nor pending"
+        ))
     return problems
+
+
+def check_collection(coll: Collection) -> list[str]:
+    """Every disagreement as a message; empty means consistent."""
+    return [p.message for p in find_problems(coll)]
+
+
+def repair_collection(coll: Collection) -> list[str]:
+    """Rebuild whatever `find_problems` reports from LMDB (the truth); returns what was done.
+
+    Attribute indexes are rewritten from the stored attributes in one write transaction; the
+    graph and vector file are rebuilt from the stored vectors and checkpointed. LMDB's own
+    data (ids, vectors, attributes) is never changed.
+    """
+    kinds = {p.kind for p in find_problems(coll)}
+    done: list[str] = []
+    if kinds & {"postings", "numeric"}:
+        coll.rebuild_attribute_indexes()
+        done.append("rebuilt posting lists and numeric indexes from the stored attributes")
+    if kinds & {"live", "graph"}:
+        coll.rebuild_derived()
+        done.append("rebuilt the live set, vector file and HNSW graph from the stored vectors")
+    return done

@@ -66,6 +66,8 @@ class HnswIndex:
     # -- lifecycle -------------------------------------------------------------------------
 
     def init_empty(self, capacity: int) -> None:
+        """Start a new, empty graph (dropping any current one)."""
+        self.index = hnswlib.Index(space=self.space, dim=self.dim)
         self.index.init_index(
             max_elements=max(capacity, 1024),
             M=self.params.m,
