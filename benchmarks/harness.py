@@ -46,8 +46,14 @@ RESULTS_DIR = BENCH_DIR / "results"
 CACHE_DIR = BENCH_DIR / "cache"  # gitignored: ground truth, built indexes, loaded collections
 
 
+COMMAND_OVERRIDE: str | None = None
+"""Set by launchers (`sievedb bench`) that run a benchmark's `main()` in their own process."""
+
+
 def command_line() -> str:
     """The command that started this process, as it could be pasted into a shell."""
+    if COMMAND_OVERRIDE:
+        return COMMAND_OVERRIDE
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     if spec is not None and spec.name and spec.name != "__main__":
