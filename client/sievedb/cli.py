@@ -21,6 +21,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sievedb.cli_security import (
+    add_client_security_args,
+    add_serve_security_args,
+    client_security_kwargs,
+)
 from sievedb.client import Client
 from sievedb.errors import SieveDBError
 from sievedb.types import METRICS, CollectionInfo, Field, SearchResult
@@ -53,7 +58,8 @@ class CliError(Exception):
 
 
 def add_client_args(parser: argparse.ArgumentParser) -> None:
-    """Add --target and --timeout (defaults from $SIEVEDB_TARGET, then localhost:50051)."""
+    """Add --target and --timeout (defaults from $SIEVEDB_TARGET, then localhost:50051), and
+    the TLS / API key options of `cli_security` (--api-key, --tls, --tls-ca, ...)."""
     parser.add_argument(
         "--target",
         default=os.environ.get("SIEVEDB_TARGET", DEFAULT_TARGET),
@@ -62,10 +68,11 @@ def add_client_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=30.0, help="per-call deadline in seconds (default 30)"
     )
+    add_client_security_args(parser)
 
 
 def client_from_args(args: argparse.Namespace) -> Client:
-    return Client(args.target, timeout=args.timeout)
+    return Client(args.target, timeout=args.timeout, **client_security_kwargs(args))
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -121,6 +128,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
     try:
+        from sievedb_server.transport.security import SECURITY_ERRORS, security_from_options
         from sievedb_server.transport.server import serve_forever
     except ImportError as exc:
         raise CliError(
@@ -131,15 +139,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    Path(args.data_dir).mkdir(parents=True, exist_ok=True)
-    serve_forever(
-        f"{args.host}:{args.port}",
-        args.data_dir,
-        max_workers=args.workers,
-        max_message_mb=args.max_message_mb,
-        grace=args.grace,
-        blas_threads=args.blas_threads or None,
-    )
+    try:
+        security = security_from_options(
+            api_keys_file=args.api_keys,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_client_ca=args.tls_client_ca,
+            insecure=args.insecure,
+        )
+        security.check_bind(f"{args.host}:{args.port}")  # refuse before creating the data dir
+        Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+        serve_forever(
+            f"{args.host}:{args.port}",
+            args.data_dir,
+            max_workers=args.workers,
+            max_message_mb=args.max_message_mb,
+            grace=args.grace,
+            blas_threads=args.blas_threads or None,
+            security=security,
+        )
+    except SECURITY_ERRORS as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 
@@ -288,6 +308,7 @@ def _add_builtin_commands(sub: Any) -> None:
     p.add_argument("--max-message-mb", type=int, default=64, help="largest request/response")
     p.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls may finish")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_serve_security_args(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(

@@ -7,6 +7,8 @@
         result.ids, result.scores
 
 Every method takes `timeout=` (seconds; None = no deadline) overriding the client default.
+A secured server: `Client(target, api_key=..., tls=True | "ca.pem", client_cert=, client_key=)`
+(see `sievedb._security`).
 Failed calls raise `sievedb.errors.SieveDBError` subclasses; argument problems caught locally
 raise `InvalidArgument` before any RPC. The channel is closed by `close()` / the `with` block.
 """
@@ -23,7 +25,7 @@ import numpy as np
 from sievedb_proto.v1 import sievedb_pb2 as pb
 from sievedb_proto.v1 import sievedb_pb2_grpc as pb_grpc
 
-from sievedb import _bulk, _wire
+from sievedb import _bulk, _security, _wire
 from sievedb.errors import from_rpc_error
 from sievedb.models import ModelsMixin
 from sievedb.types import (
@@ -65,11 +67,24 @@ class Client(ModelsMixin):
         *,
         timeout: float | None = 30.0,
         metadata: Sequence[tuple[str, str]] | None = None,
+        api_key: str | None = None,
+        tls: bool | _security.PathLike = False,
+        client_cert: _security.PathLike | None = None,
+        client_key: _security.PathLike | None = None,
     ) -> None:
+        """`api_key` is sent as `authorization: Bearer <key>`; `tls` is False (plaintext),
+        True (system roots) or the path of a PEM CA; `client_cert`/`client_key` (PEM paths)
+        present a client certificate and imply TLS."""
         self.target = target
         self.timeout = timeout
-        self.metadata: tuple[tuple[str, str], ...] = tuple(metadata or ())
-        self._channel = grpc.insecure_channel(target, options=list(_CHANNEL_OPTIONS))
+        self.metadata: tuple[tuple[str, str], ...] = tuple(metadata or ()) + (
+            _security.auth_metadata(api_key)
+        )
+        credentials = _security.channel_credentials(tls, client_cert, client_key)
+        if credentials is None:
+            self._channel = grpc.insecure_channel(target, options=list(_CHANNEL_OPTIONS))
+        else:
+            self._channel = grpc.secure_channel(target, credentials, options=list(_CHANNEL_OPTIONS))
         self._stub = pb_grpc.SieveDBStub(self._channel)
 
     # --- lifecycle -----------------------------------------------------------------------

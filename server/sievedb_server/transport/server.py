@@ -14,6 +14,10 @@ sequence (`shutdown(grace)`):
 4. `engine.close()` checkpoints the indexes and closes LMDB (when the server owns the engine).
 
 `serve_forever` runs that sequence on SIGTERM / SIGINT.
+
+Security (`security=SecurityConfig(...)`, see `transport/security.py`): TLS, API keys with
+roles (`transport/auth.py`), and the bind rule — a non-loopback address without TLS and
+authentication is refused unless `allow_insecure`.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from sievedb_proto.v1 import sievedb_pb2 as pb
 from sievedb_proto.v1 import sievedb_pb2_grpc as pb_grpc
 
 from sievedb_server.transport.interceptors import RequestInterceptor, ShutdownGate
+from sievedb_server.transport.security import SecurityConfig
 from sievedb_server.transport.servicer import SieveDBServicer
 
 if TYPE_CHECKING:
@@ -117,12 +122,19 @@ def create_server(
     engine: Engine | None = None,
     max_workers: int = 16,
     max_message_mb: int = 64,
+    security: SecurityConfig | None = None,
 ) -> tuple[SieveServer, int]:
     """Bind `address` (port 0 picks a free port) and return `(server, real_port)`, unstarted.
 
     Without `engine`, an `Engine(data_dir)` is opened and the server owns (and closes) it.
     Requests or responses above `max_message_mb` fail with RESOURCE_EXHAUSTED.
+    `security` adds TLS and API keys; binding a non-loopback address without them raises
+    `InsecureBind` (before anything is opened) unless `security.allow_insecure`.
     """
+    security = security or SecurityConfig()
+    for warning in security.check_bind(address):
+        log.warning(warning)
+    credentials = security.server_credentials()
     owns_engine = engine is None
     if engine is None:
         from sievedb_server.core.engine import Engine
@@ -132,7 +144,7 @@ def create_server(
     gate = ShutdownGate()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sievedb-rpc"),
-        interceptors=[RequestInterceptor(gate)],
+        interceptors=[RequestInterceptor(gate), *security.interceptors()],
         options=[
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", max_bytes),
@@ -148,7 +160,7 @@ def create_server(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     try:
-        port = server.add_insecure_port(address)
+        port = security.bind(server, address, credentials)
     except RuntimeError:
         if owns_engine:
             engine.close()
@@ -181,6 +193,7 @@ def serve_forever(
     grace: float = DEFAULT_GRACE_S,
     signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
     blas_threads: int | None = 1,
+    security: SecurityConfig | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully (must run in the main thread).
 
@@ -192,8 +205,13 @@ def serve_forever(
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=blas_threads, user_api="blas")
+    security = security or SecurityConfig()
     server, port = create_server(
-        address, data_dir, max_workers=max_workers, max_message_mb=max_message_mb
+        address,
+        data_dir,
+        max_workers=max_workers,
+        max_message_mb=max_message_mb,
+        security=security,
     )
     stop_requested = threading.Event()
 
@@ -205,9 +223,10 @@ def serve_forever(
     try:
         server.start()
         log.info(
-            "sievedb listening on %s, data dir %s",
+            "sievedb listening on %s, data dir %s; %s",
             _listening_on(address, port),
             Path(data_dir).resolve(),
+            security.describe(address),
             extra={"port": port, "data_dir": str(data_dir)},
         )
         while not stop_requested.wait(0.5):
