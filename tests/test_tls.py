@@ -309,3 +309,16 @@ def test_public_address_is_allowed_with_tls_and_client_certificates(pki: Pki) ->
     tls = TlsConfig(pki.server_cert, pki.server_key, client_ca=pki.ca)
     assert SecurityConfig(tls=tls).check_bind("0.0.0.0:0") == []
     assert "mutual TLS" in SecurityConfig(tls=tls).describe("0.0.0.0:50051")
+
+
+def test_cli_client_certificate_options(
+    pki: Pki, start_server: StartServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tls = TlsConfig(pki.server_cert, pki.server_key, client_ca=pki.ca)
+    target = f"127.0.0.1:{start_server(SecurityConfig(tls=tls))}"
+    base = ["collections", "--target", target, "--tls-ca", str(pki.ca)]
+    assert (
+        cli_main([*base, "--tls-cert", str(pki.client_cert), "--tls-key", str(pki.client_key)]) == 0
+    )
+    assert cli_main(base) == 1
+    assert "UNAVAILABLE" in capsys.readouterr().err
