@@ -71,10 +71,12 @@ log = logging.getLogger(__name__)
 
 APPLY_CHUNK = 1024  # rows inserted into the graph per index-lock hold
 THREADS = max(1, os.cpu_count() or 1)
-# The background indexer inserts this many pending labels per index-lock hold: large enough
-# for add_items to keep every core busy, small enough that a search waits well under a second
-# (hnswlib does not allow searching while inserting, so insertion holds the index write lock).
-INDEX_BATCH = 512 * THREADS
+# The background indexer holds the index write lock (hnswlib cannot search while inserting)
+# for about INDEX_BATCH_S per batch: the batch size follows the measured insertion rate, so
+# a search waits ~0.1 s whatever the dimension, and add_items still keeps every core busy.
+INDEX_BATCH = 512 * THREADS  # first batch
+INDEX_BATCH_MIN, INDEX_BATCH_MAX = 32 * THREADS, 8192 * THREADS
+INDEX_BATCH_S = 0.1
 INDEXER_YIELD_S = 0.001
 # On open, replay or rebuild at most this many points into the graph before serving; more are
 # left pending for the background indexer (the collection is searchable meanwhile).
@@ -411,7 +413,8 @@ class Collection:
             return self.store.load_rows(txn, load_id)
 
     def _index_loop(self) -> None:
-        """Background indexer: move pending labels into the graph, INDEX_BATCH at a time."""
+        """Background indexer: move pending labels into the graph, ~INDEX_BATCH_S per batch."""
+        size = INDEX_BATCH
         while True:
             self._wake_indexer.wait()
             if self._stop_indexer.is_set():
@@ -421,7 +424,8 @@ class Collection:
                     if self._closed or not self.pending:
                         self._wake_indexer.clear()
                         continue
-                    batch = np.asarray(self.pending[:INDEX_BATCH].to_array(), dtype=np.int64)
+                    t0 = time.perf_counter()
+                    batch = np.asarray(self.pending[:size].to_array(), dtype=np.int64)
                     vecs = np.ascontiguousarray(self.vectors.data[batch])
                     self.graph.ensure_capacity(
                         max(int(batch[-1]) + 1, self.graph.capacity,
@@ -430,6 +434,8 @@ class Collection:
                     self.graph.add(batch, vecs, num_threads=THREADS)
                     self.in_graph[batch] = True
                     self.pending.difference_update(bitmap_of(batch))
+                    rate = batch.size / max(time.perf_counter() - t0, 1e-6)
+                    size = int(min(max(rate * INDEX_BATCH_S, INDEX_BATCH_MIN), INDEX_BATCH_MAX))
             except Exception:  # keep serving exactly; the next open retries from LMDB
                 log.exception("background indexing of %s failed", self.name)
                 self._wake_indexer.clear()
