@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from sievedb_proto.v1 import sievedb_pb2 as pb
 
+from sievedb_server.core.imports import ImportOperation, ImportSource
 from sievedb_server.core.types import (
     Attributes,
     CollectionInfo,
@@ -36,7 +37,6 @@ from sievedb_server.core.types import (
     SearchParams,
     SearchResult,
 )
-from sievedb_server.core.imports import ImportOperation, ImportSource
 from sievedb_server.errors import InvalidArgument, InvalidAttributes, InvalidVector
 from sievedb_server.transport.filter_codec import decode_value, encode_value
 
@@ -45,11 +45,11 @@ __all__ = [
     "decode_attributes",
     "decode_attributes_list",
     "decode_bulk_chunk",
-    "decode_import_source",
     "decode_field",
     "decode_hnsw",
     "decode_id",
     "decode_ids",
+    "decode_import_source",
     "decode_query",
     "decode_search_params",
     "decode_spec",
