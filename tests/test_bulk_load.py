@@ -58,6 +58,7 @@ def test_search_is_exact_over_pending_points(
         eng.create_collection(_spec(metric=metric))
         eng.upsert("c", list(range(1000)), vecs[:1000], attrs[:1000])  # in the graph
         _hold_indexer(monkeypatch)
+        monkeypatch.setattr(collection_mod, "MERGE_BLOCK", 300)  # merge in several blocks
         coll = eng._get("c")
         coll._stop_indexer.set()  # this collection's indexer is already running: stop it
         coll._wake_indexer.set()

@@ -78,6 +78,7 @@ INDEX_BATCH = 512 * THREADS  # first batch
 INDEX_BATCH_MIN, INDEX_BATCH_MAX = 32 * THREADS, 8192 * THREADS
 INDEX_BATCH_S = 0.1
 INDEXER_YIELD_S = 0.001
+MERGE_BLOCK = 32_768  # pending rows scored per step when merging them into a graph answer
 # On open, replay or rebuild at most this many points into the graph before serving; more are
 # left pending for the background indexer (the collection is searchable meanwhile).
 SYNC_GRAPH_MAX = 20_000
@@ -473,12 +474,18 @@ class Collection:
         if not cand or k == 0:
             return labels, scores, 0
         extra = np.asarray(cand.to_array(), dtype=np.int64)
-        found, top = self.exact_among(query[None, :], extra, min(k, extra.size))
-        all_labels = np.concatenate([np.asarray(labels, dtype=np.int64), found[0]])
-        all_scores = np.concatenate([np.asarray(scores, dtype=np.float32), top[0]])
-        key = -all_scores if self.metric.higher_is_closer else all_scores
-        order = np.lexsort((all_labels, key))[:k]
-        return all_labels[order], all_scores[order], int(extra.size)
+        best_labels = np.asarray(labels, dtype=np.int64)
+        best_scores = np.asarray(scores, dtype=np.float32)
+        # In blocks: a gather of every pending row (hundreds of MB mid-load) would be a copy.
+        for start in range(0, extra.size, MERGE_BLOCK):
+            block = extra[start : start + MERGE_BLOCK]
+            found, top = self.exact_among(query[None, :], block, min(k, block.size))
+            all_labels = np.concatenate([best_labels, found[0]])
+            all_scores = np.concatenate([best_scores, top[0]])
+            key = -all_scores if self.metric.higher_is_closer else all_scores
+            order = np.lexsort((all_labels, key))[:k]
+            best_labels, best_scores = all_labels[order], all_scores[order]
+        return best_labels, best_scores, int(extra.size)
 
     def delete(self, ids: Sequence[PointId]) -> tuple[int, int]:
         """Delete the points that exist; returns (deleted, watermark)."""
