@@ -1,0 +1,1 @@
+"""System adapters for the FANNS suite: one small interface (`base.System`), one module each."""
