@@ -171,12 +171,10 @@ def mask(flt: Filter, table: AttributeTable) -> np.ndarray:
     col = table.columns[flt[1]]
     if op == "contains":
         assert col.indptr is not None
-        hit = col.values == col.code(flt[2])
-        counts = np.add.reduceat(hit.astype(np.int64), col.indptr[:-1]) if hit.size else hit
-        # reduceat on an empty segment returns the next element; zero those rows explicitly.
-        empty = col.indptr[1:] == col.indptr[:-1]
-        out = np.asarray(counts, dtype=bool)
-        out[empty] = False
+        # The rows owning the matching list entries (empty rows, even trailing ones, own none).
+        hits = np.flatnonzero(col.values == col.code(flt[2]))
+        out = np.zeros(len(col), dtype=bool)
+        out[np.searchsorted(col.indptr, hits, side="right") - 1] = True
         return out
     if op in ("eq", "in"):
         values: Sequence[Any] = [flt[2]] if op == "eq" else flt[2]
