@@ -62,9 +62,7 @@ def ground_truth_digest(
         "metric": metric,
         "n": int(n),
         "queries": [list(q.shape), str(q.dtype), hashlib.sha256(q.tobytes()).hexdigest()],
-        "filters": hashlib.sha256(
-            "\n".join(_canon(f) for f in filters).encode()
-        ).hexdigest(),
+        "filters": hashlib.sha256("\n".join(_canon(f) for f in filters).encode()).hexdigest(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -322,3 +320,43 @@ def _scan(
             d = _distances(q[r], qq[r], x, metric)
             d[~allowed[w]] = np.inf
             top.merge(r, d, col_ids)
+
+
+# --- recall ---------------------------------------------------------------------------------
+
+
+def recall_at_k(found: Sequence[np.ndarray], gt: np.ndarray, k: int) -> np.ndarray:
+    """Per-query recall@k (float64, one per query) of `found` against ground truth `gt`.
+
+    `found[i]` is what the system returned for query i, best first; only its first k entries
+    count, negative ids (padding) are ignored and a repeated id counts once. `gt` is (nq, ≥ k)
+    with -1 padding. The denominator is min(k, number of valid ground-truth ids): a filter
+    that only m < k rows pass has recall 1.0 when all m are returned, not m / k.
+
+    A query that no row passes (no valid ground-truth id) scores 1.0 if the system returned
+    nothing and 0.0 if it returned anything (every such id violates the filter).
+    """
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    gt = np.asarray(gt)
+    if gt.ndim != 2 or gt.shape[0] != len(found):
+        raise ValueError(f"ground truth {gt.shape} does not match {len(found)} answers")
+    if gt.shape[1] < k:
+        raise ValueError(f"ground truth holds {gt.shape[1]} neighbours, recall@{k} needs k")
+    out = np.empty(len(found), dtype=np.float64)
+    for i, answer in enumerate(found):
+        truth = gt[i, :k]
+        truth = truth[truth >= 0]
+        got = np.asarray(answer, dtype=np.int64).ravel()[:k]
+        got = got[got >= 0]
+        if truth.size == 0:
+            out[i] = 1.0 if got.size == 0 else 0.0
+        else:
+            out[i] = np.intersect1d(got, truth).size / truth.size
+    return out
+
+
+def mean_recall(found: Sequence[np.ndarray], gt: np.ndarray, k: int) -> float:
+    """The mean of `recall_at_k` over the queries (nan for no queries)."""
+    per_query = recall_at_k(found, gt, k)
+    return float(per_query.mean()) if per_query.size else float("nan")

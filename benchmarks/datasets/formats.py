@@ -24,7 +24,10 @@ import numpy as np
 __all__ = [
     "Csr",
     "FormatError",
+    "check_fvecs_dims",
+    "fvecs_as_float",
     "fvecs_memmap",
+    "fvecs_records",
     "read_ivecs_ragged",
     "read_knn_bin",
     "read_spmat",
@@ -38,13 +41,11 @@ class FormatError(ValueError):
     """A dataset file is malformed (the message names the file)."""
 
 
-def fvecs_memmap(path: Path, limit: int | None = None) -> np.ndarray:
-    """The (n, d) float32 rows of an `.fvecs` file as a read-only memmap view (no copy).
+def fvecs_records(path: Path, limit: int | None = None) -> np.ndarray:
+    """An `.fvecs` file as a read-only (n, d + 1) int32 memmap: column 0 is each row's dim.
 
-    The file is mapped as (n, d + 1) int32 records and viewed as float32 without the leading
-    dim column, so slicing it reads only the touched rows. Only the first and last row's dims
-    are checked here (checking all would read the whole file); `check_fvecs_dims` checks a
-    chunk as it is streamed.
+    Only the first and last row's dims are checked here (checking all would read the whole
+    file); `check_fvecs_dims` checks a block as it is streamed.
     """
     size = path.stat().st_size
     if size < 4:
@@ -61,9 +62,21 @@ def fvecs_memmap(path: Path, limit: int | None = None) -> np.ndarray:
     rec = np.memmap(path, dtype="<i4", mode="r", shape=(n, d + 1))
     if int(rec[-1, 0]) != d:
         raise FormatError(f"{path}: last row declares dim {int(rec[-1, 0])}, first row {d}")
-    if limit is not None:
-        rec = rec[: min(int(limit), n)]
-    return rec.view("<f4")[:, 1:]
+    return rec if limit is None else rec[: min(int(limit), n)]
+
+
+def fvecs_memmap(path: Path, limit: int | None = None) -> np.ndarray:
+    """The (n, d) float32 rows of an `.fvecs` file as a read-only memmap view (no copy).
+
+    The file is mapped as (n, d + 1) int32 records and viewed as float32 without the dim
+    column, so slicing it reads only the touched rows.
+    """
+    return fvecs_as_float(fvecs_records(path, limit))
+
+
+def fvecs_as_float(records: np.ndarray) -> np.ndarray:
+    """The float32 vector part of (n, d + 1) int32 `.fvecs` records (a view)."""
+    return records.view("<f4")[:, 1:]
 
 
 def check_fvecs_dims(chunk_records: np.ndarray, path: Path, start: int) -> None:
@@ -72,7 +85,9 @@ def check_fvecs_dims(chunk_records: np.ndarray, path: Path, start: int) -> None:
     bad = np.flatnonzero(chunk_records[:, 0] != d)
     if bad.size:
         row = start + int(bad[0])
-        raise FormatError(f"{path}: row {row} declares dim {int(chunk_records[bad[0], 0])}, not {d}")
+        raise FormatError(
+            f"{path}: row {row} declares dim {int(chunk_records[bad[0], 0])}, not {d}"
+        )
 
 
 def read_ivecs_ragged(path: Path, width: int | None = None) -> np.ndarray:
