@@ -181,11 +181,67 @@ def _block_topk(d: np.ndarray, col_ids: np.ndarray, k: int) -> tuple[np.ndarray,
     return bd, bi
 
 
-def _prepare_queries(queries: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    q = np.asarray(queries, dtype=np.float64)
-    if metric == "angular":
-        q = q / _safe_norm(q)[:, None]
-    return q, np.einsum("ij,ij->i", q, q)
+class _Queries:
+    """The query vectors, converted to float64 (and normalised for angular) a batch at a time."""
+
+    def __init__(self, queries: np.ndarray, metric: str) -> None:
+        self.queries, self.metric = queries, metric
+
+    def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q = np.asarray(self.queries[rows], dtype=np.float64)
+        if self.metric == "angular":
+            q = q / _safe_norm(q)[:, None]
+        return q, np.einsum("ij,ij->i", q, q)
+
+
+class _Masker:
+    """`filterspec.mask`, with `contains` on keyword_list columns answered from posting lists.
+
+    filterspec evaluates `contains` by comparing every list entry (and looks the value up in
+    the vocabulary tuple), which is what a 10M-row YFCC table with 100k two-tag queries cannot
+    afford. The posting lists are built once per column on first use; the result is the same
+    mask (tests check it against filterspec).
+    """
+
+    def __init__(self, table: AttributeTable) -> None:
+        self.table = table
+        self._postings: dict[str, tuple[dict[str, int], np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, flt: Filter) -> np.ndarray:
+        op = flt[0]
+        if op in ("and", "or"):
+            out = self(flt[1])
+            for sub in flt[2:]:
+                if op == "and":
+                    out &= self(sub)
+                else:
+                    out |= self(sub)
+            return out
+        if op == "not":
+            return ~self(flt[1])
+        if op == "contains":
+            return self._contains(flt[1], flt[2])
+        return mask(flt, self.table)
+
+    def _contains(self, field: str, value: Any) -> np.ndarray:
+        col = self.table.columns[field]
+        assert col.indptr is not None and col.vocab is not None
+        if field not in self._postings:
+            codes = np.asarray(col.values)
+            order = np.argsort(codes, kind="stable")
+            if order.size < 2**31:
+                order = order.astype(np.int32)
+            bounds = np.searchsorted(codes[order], np.arange(len(col.vocab) + 1))
+            lookup = {v: i for i, v in enumerate(col.vocab)}
+            self._postings[field] = (lookup, order, bounds)
+        lookup, order, bounds = self._postings[field]
+        out = np.zeros(len(col), dtype=bool)
+        code = lookup.get(value, -1)  # as filterspec: a non-str value matches nothing
+        if code < 0:
+            return out
+        positions = order[bounds[code] : bounds[code + 1]]
+        out[np.searchsorted(col.indptr, positions, side="right") - 1] = True
+        return out
 
 
 def _safe_norm(x: np.ndarray) -> np.ndarray:
@@ -194,8 +250,9 @@ def _safe_norm(x: np.ndarray) -> np.ndarray:
     return norm
 
 
-def _distances(q: np.ndarray, qq: np.ndarray, x: np.ndarray, metric: str) -> np.ndarray:
-    """(len(q), len(x)) float64, smaller = nearer; `x` float64 rows (angular: normalised)."""
+def _distances(qs: _Queries, rows: np.ndarray, x: np.ndarray, metric: str) -> np.ndarray:
+    """(len(rows), len(x)) float64, smaller = nearer; `x` float64 rows (angular: normalised)."""
+    q, qq = qs.batch(rows)
     dot = q @ x.T
     if metric == "l2":
         d = qq[:, None] - 2.0 * dot + np.einsum("ij,ij->i", x, x)[None, :]
@@ -228,7 +285,8 @@ def _compute(
 ) -> tuple[np.ndarray, np.ndarray]:
     n, dim = int(base.shape[0]), int(base.shape[1])
     nq = int(queries.shape[0])
-    q, qq = _prepare_queries(queries, metric)
+    qs = _Queries(queries, metric)
+    masker = _Masker(table) if table is not None else None
     top = _TopK(nq, k)
     groups: dict[str, list[int]] = {}
     for i, flt in enumerate(filters):
@@ -246,22 +304,22 @@ def _compute(
         if flt is None:
             pending.append((None, members))
         else:
-            if table is None:  # pragma: no cover - checked by the caller
+            if table is None or masker is None:  # pragma: no cover - checked by the caller
                 raise ValueError("filtered queries need an attribute table")
             validate(flt, table.schema)
-            m = mask(flt, table)
+            m = masker(flt)
             passing = np.flatnonzero(m)
             if passing.size <= gather:
-                _gather(base, q, qq, metric, top, members, passing, q_batch, memory_budget)
+                _gather(base, qs, metric, top, members, passing, q_batch, memory_budget)
                 bar.update(len(members))
                 continue
             pending.append((m, members))
         if len(pending) >= mask_batch:
-            _scan(base, q, qq, metric, top, pending, chunk, q_batch, progress)
+            _scan(base, qs, metric, top, pending, chunk, q_batch, progress)
             bar.update(sum(len(members) for _, members in pending))
             pending = []
     if pending:
-        _scan(base, q, qq, metric, top, pending, chunk, q_batch, progress)
+        _scan(base, qs, metric, top, pending, chunk, q_batch, progress)
         bar.update(sum(len(members) for _, members in pending))
     bar.close()
     return top.result()
@@ -269,8 +327,7 @@ def _compute(
 
 def _gather(
     base: np.ndarray,
-    q: np.ndarray,
-    qq: np.ndarray,
+    qs: _Queries,
     metric: str,
     top: _TopK,
     members: list[int],
@@ -286,13 +343,12 @@ def _gather(
     rows = np.asarray(members)
     for s in range(0, rows.size, step):
         r = rows[s : s + step]
-        top.merge(r, _distances(q[r], qq[r], x, metric), passing)
+        top.merge(r, _distances(qs, r, x, metric), passing)
 
 
 def _scan(
     base: np.ndarray,
-    q: np.ndarray,
-    qq: np.ndarray,
+    qs: _Queries,
     metric: str,
     top: _TopK,
     pending: list[tuple[np.ndarray | None, list[int]]],
@@ -317,7 +373,7 @@ def _scan(
         )
         for s in range(0, rows.size, q_batch):
             r, w = rows[s : s + q_batch], which[s : s + q_batch]
-            d = _distances(q[r], qq[r], x, metric)
+            d = _distances(qs, r, x, metric)
             d[~allowed[w]] = np.inf
             top.merge(r, d, col_ids)
 

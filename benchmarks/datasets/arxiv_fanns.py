@@ -195,7 +195,8 @@ class ArxivFanns(Dataset):
                 )
         self.name = name or self.path.resolve().name
         self.progress = progress
-        self.date_format = date_format
+        self.date_format = date_format  # "auto" becomes the detected format once read
+        self._requested_date_format = date_format
         self._full_n = int(fvecs_records(self.path / BASE_FILE).shape[0])
         self._records = fvecs_records(self.path / BASE_FILE, limit)
         self._base = fvecs_as_float(self._records)
@@ -221,10 +222,11 @@ class ArxivFanns(Dataset):
 
     @property
     def key(self) -> str:
-        sizes = {p.name: p.stat().st_size for p in sorted(self.path.iterdir()) if p.is_file()}
+        names = [BASE_FILE, QUERY_FILE, ATTR_FILE, *QUERY_ATTR_FILES.values()]
+        sizes = {f: (self.path / f).stat().st_size for f in names if (self.path / f).is_file()}
         return (
             f"arxiv-fanns:{self.path.resolve()}:{self.n}:{self._query_limit}:"
-            f"{self.date_format}:{json.dumps(sizes, sort_keys=True)}"
+            f"{self._requested_date_format}:{json.dumps(sizes, sort_keys=True)}"
         )
 
     def base_array(self) -> np.ndarray:
