@@ -33,7 +33,13 @@ from tqdm import tqdm
 
 from benchmarks.filterspec import AttributeTable, Filter, mask, validate
 
-__all__ = ["filtered_ground_truth", "ground_truth_digest", "mean_recall", "recall_at_k"]
+__all__ = [
+    "filtered_ground_truth",
+    "ground_truth_digest",
+    "mean_recall",
+    "pass_counts",
+    "recall_at_k",
+]
 
 METRICS = ("ip", "l2", "angular")
 CACHE_VERSION = 1
@@ -376,6 +382,31 @@ def _scan(
             d = _distances(qs, r, x, metric)
             d[~allowed[w]] = np.inf
             top.merge(r, d, col_ids)
+
+
+def pass_counts(
+    filters: Sequence[Filter | None], table: AttributeTable | None, n: int
+) -> np.ndarray:
+    """int64 per query: how many of the `n` base rows pass its filter (n for None).
+
+    Selectivity is this / n. Identical filters are evaluated once, `contains` from posting
+    lists, as in `filtered_ground_truth`.
+    """
+    masker = _Masker(table) if table is not None else None
+    seen: dict[str, int] = {}
+    out = np.empty(len(filters), dtype=np.int64)
+    for i, flt in enumerate(filters):
+        canon = _canon(flt)
+        if canon not in seen:
+            if flt is None:
+                seen[canon] = n
+            else:
+                if masker is None or table is None:
+                    raise ValueError("filtered queries need an attribute table")
+                validate(flt, table.schema)
+                seen[canon] = int(np.count_nonzero(masker(flt)))
+        out[i] = seen[canon]
+    return out
 
 
 # --- recall ---------------------------------------------------------------------------------

@@ -207,3 +207,37 @@ def test_recall_rejects_mismatched_inputs() -> None:
     with pytest.raises(ValueError, match="recall@4"):
         recall_at_k([np.array([0]), np.array([0])], truth, 4)
     assert np.isnan(mean_recall([], np.zeros((0, 3), np.int64), 3))
+
+
+def test_posting_list_masks_equal_filterspec() -> None:
+    # The ground truth answers `contains` from posting lists; it must mean what filterspec means.
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(0, 4, size=300)
+    lengths[-3:] = 0  # trailing empty rows
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    vocab = tuple(f"t{i}" for i in range(12))
+    table = AttributeTable(
+        {
+            "tags": Column(
+                "keyword_list",
+                rng.integers(0, 11, size=int(indptr[-1])),  # t11 never occurs
+                indptr=indptr,
+                vocab=vocab,
+            ),
+            "n": Column("int", rng.integers(0, 10, size=300)),
+        }
+    )
+    masker = groundtruth._Masker(table)
+    filters = [
+        ["contains", "tags", "t3"],
+        ["contains", "tags", "t11"],
+        ["contains", "tags", "nope"],
+        ["contains", "tags", 3],
+        ["and", ["contains", "tags", "t1"], ["contains", "tags", "t2"]],
+        ["or", ["contains", "tags", "t0"], ["not", ["range", "n", 2, 8]]],
+        ["not", ["and", ["contains", "tags", "t4"], ["eq", "n", 5]]],
+    ]
+    for flt in filters:
+        assert np.array_equal(masker(flt), mask(flt, table)), flt
+    counts = groundtruth.pass_counts([*filters, None, filters[0]], table, 300)
+    assert counts.tolist() == [int(mask(f, table).sum()) for f in filters] + [300, counts[0]]

@@ -94,6 +94,7 @@ class YfccFilter(Dataset):
         self._query_limit = query_limit
         self._table: AttributeTable | None = None
         self._loaded = False
+        self._workloads: dict[str, list[Filter | None]] | None = None
 
     def _file(self, role: str) -> Path:
         return self.path / self.files[role]
@@ -148,11 +149,13 @@ class YfccFilter(Dataset):
         return self._table
 
     def workloads(self) -> dict[str, list[Filter | None]]:
-        out: dict[str, list[Filter | None]] = {"unfiltered": [None] * self.nq}
-        csr = self._metadata("query_metadata", self.nq)
-        if csr is not None:
-            out[TAGS] = [tag_filter(csr.row(i)) for i in range(self.nq)]
-        return out
+        if self._workloads is None:
+            out: dict[str, list[Filter | None]] = {"unfiltered": [None] * self.nq}
+            csr = self._metadata("query_metadata", self.nq)
+            if csr is not None:
+                out[TAGS] = [tag_filter(csr.row(i)) for i in range(self.nq)]
+            self._workloads = out
+        return self._workloads
 
     def ground_truth(self, workload: str) -> np.ndarray | None:
         role = {TAGS: "gt", "unfiltered": "unfiltered_gt"}.get(workload)
