@@ -296,6 +296,26 @@ def test_arxiv_prefix_subset_recomputes_ground_truth(arxiv, tmp_path: Path) -> N
     assert len(list(cache.glob("gt-*.npy"))) == 8  # ids + distances per workload
 
 
+def test_arxiv_attribute_cache(arxiv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = arxiv
+    spec = {"kind": "arxiv-fanns", "path": folder, "cache_dir": tmp_path / "c", "progress": False}
+    parsed = open_dataset(spec).table()
+    assert len(list((tmp_path / "c").glob("arxiv-attrs-*.npz"))) == 1
+    from benchmarks.datasets.arxiv_fanns import ArxivFanns
+
+    def boom(self, path):
+        raise AssertionError("parsed the JSONL again")
+
+    monkeypatch.setattr(ArxivFanns, "_read_table", boom)
+    ds = open_dataset(spec)
+    cached = ds.table()
+    assert ds.date_format == "yyyymmdd"
+    assert cached.schema == parsed.schema
+    assert list(cached.rows()) == list(parsed.rows())
+    with pytest.raises(AssertionError, match="again"):  # another prefix is another table
+        open_dataset({**spec, "limit": 4}).table()
+
+
 def test_arxiv_malformed_files(tmp_path: Path) -> None:
     make_arxiv(tmp_path)
     # One row claims another dim: caught when that chunk streams.
