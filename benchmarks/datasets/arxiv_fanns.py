@@ -146,7 +146,7 @@ def save_table(path: Path, table: AttributeTable, date_format: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy stubs: allow_pickle overload
     os.replace(tmp, path)
 
 

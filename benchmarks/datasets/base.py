@@ -68,6 +68,11 @@ class Dataset(ABC):
         return int(self.queries().shape[0])
 
     @property
+    def subset(self) -> bool:
+        """True when this is a prefix of a larger published base (published GT then unusable)."""
+        return False
+
+    @property
     def key(self) -> str:
         """A stable identity for caches: changes whenever the base, queries or filters would."""
         return f"{type(self).__name__}:{self.name}:{self.n}x{self.dim}:{self.metric}"
