@@ -53,6 +53,7 @@ class Dataset(ABC):
 
     name: str
     metric: str
+    normalized: bool = False  # True when the vectors are published unit-norm (ip order = l2)
 
     @property
     @abstractmethod
