@@ -4,6 +4,7 @@
 #   make demo        sievedb demo (real in-process server, 100k seeded vectors)
 #   make test        the pytest suite
 #   make bench-deps  add the bench extra (faiss-cpu, matplotlib, pyyaml)
+#   make bench-peers add the peers extra (chromadb, lancedb, milvus-lite, qdrant-client)
 #   make proto       regenerate the committed gRPC/protobuf code
 #   make clean       remove .venv, build artefacts and caches (not ./sievedb-data)
 
@@ -14,10 +15,11 @@ BIN := $(VENV)/bin
 # dependencies reinstalls.
 DEV_STAMP := $(VENV)/.stamp-dev
 BENCH_STAMP := $(VENV)/.stamp-bench
+PEERS_STAMP := $(VENV)/.stamp-peers
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench-deps proto clean
+.PHONY: venv demo test bench-deps bench-peers proto clean
 
 venv: $(DEV_STAMP)
 
@@ -37,6 +39,13 @@ bench-deps: $(BENCH_STAMP)
 
 $(BENCH_STAMP): $(DEV_STAMP) pyproject.toml
 	$(BIN)/python -m pip install -e '.[bench]'
+	touch $@
+
+# The peer systems of the FANNS suite; then `python -m benchmarks.peers_smoke` or the suite.
+bench-peers: $(PEERS_STAMP)
+
+$(PEERS_STAMP): $(BENCH_STAMP) pyproject.toml
+	$(BIN)/python -m pip install -e '.[peers]'
 	touch $@
 
 proto: venv
