@@ -243,3 +243,33 @@ def test_lancedb_postfilter_never_returns_failing_rows(tmp_path: Path) -> None:
             assert allowed[ids].all() and ids.size <= K
     finally:
         system.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("kind", "build", "params"), PEERS[:3])
+def test_peer_reopens_a_finished_build(kind: str, build: dict, params: dict,
+                                       tmp_path: Path) -> None:
+    """Same data + parameters in the same work folder: reopened, not rebuilt; same answers."""
+    table = tiny_table(200)
+    base, q = unit(200, 4), unit(1, 5)[0]
+    flt: Filter = ["contains", "tags", "t1"]
+    first = make_system(kind, tmp_path, **build)
+    try:
+        assert not first.build(base, table).cached
+        first.set_query_params(**params)
+        want = first.search(q, flt, K)
+    finally:
+        first.close()
+    again = make_system(kind, tmp_path, **build)
+    try:
+        info = again.build(base, table)
+        assert info.cached and info.disk_bytes > 0
+        again.set_query_params(**params)
+        assert again.search(q, flt, K).tolist() == want.tolist()
+    finally:
+        again.close()
+    changed = make_system(kind, tmp_path, **build, m=8)  # other parameters: rebuilt
+    try:
+        assert not changed.build(base, table).cached
+    finally:
+        changed.close()

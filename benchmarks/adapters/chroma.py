@@ -28,7 +28,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from benchmarks.adapters.base import BuildInfo, System, dir_bytes
-from benchmarks.adapters.peer_common import Untranslatable, cast, peer_version, require
+from benchmarks.adapters.peer_common import (
+    MARKER,
+    Untranslatable,
+    build_key,
+    cast,
+    peer_version,
+    read_build_marker,
+    require,
+    write_build_marker,
+)
 from benchmarks.filterspec import AttributeTable, Filter
 
 __all__ = ["Chroma", "to_chroma_where"]
@@ -122,17 +131,29 @@ class Chroma(System):
         self._col: Any = None
         self._ef: int | None = None
 
+    def _connect(self, path: Path) -> None:
+        self._client = self._chromadb.PersistentClient(
+            path=str(path), settings=self._chromadb.Settings(anonymized_telemetry=False)
+        )
+
     def build(self, base: np.ndarray, table: AttributeTable) -> BuildInfo:
-        chromadb = self._chromadb
         path = self.workdir / "chroma"
+        self._schema = table.schema
+        key = build_key(self.name, "chromadb", base, table, self.build_params)
+        done = read_build_marker(self.workdir, key) if self.build_params.get("reuse", True) else None
+        if done is not None:  # the same data and parameters were built here before: reopen
+            self._connect(path)
+            self._col = self._client.get_collection("bench")
+            self._ef = int(self._col.configuration["hnsw"]["ef_search"])
+            self._col.query(query_embeddings=base[:1], n_results=1, include=[])
+            return BuildInfo(seconds=float(done["seconds"]), disk_bytes=dir_bytes(self.workdir),
+                             cached=True, extra=done["extra"])
+        (self.workdir / MARKER).unlink(missing_ok=True)
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
-        self._schema = table.schema
         ef = int(self.build_params.get("ef", 64))
         t0 = time.perf_counter()
-        self._client = chromadb.PersistentClient(
-            path=str(path), settings=chromadb.Settings(anonymized_telemetry=False)
-        )
+        self._connect(path)
         self._col = self._client.create_collection(
             "bench",
             # The default embedding function stays configured but is never called (we pass
@@ -163,12 +184,9 @@ class Chroma(System):
         # One query so the HNSW segment is loaded before timing starts.
         self._col.query(query_embeddings=base[:1], n_results=1, include=[])
         seconds = time.perf_counter() - t0
-        return BuildInfo(
-            seconds=seconds,
-            disk_bytes=dir_bytes(self.workdir),
-            extra={"version": peer_version("chromadb"), "index": "hnsw space=ip",
-                   "batch": batch},
-        )
+        extra = {"version": peer_version("chromadb"), "index": "hnsw space=ip", "batch": batch}
+        write_build_marker(self.workdir, key, seconds, extra)
+        return BuildInfo(seconds=seconds, disk_bytes=dir_bytes(self.workdir), extra=extra)
 
     def supports(self, flt: Filter | None) -> bool:
         try:

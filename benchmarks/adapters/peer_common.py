@@ -12,14 +12,32 @@ differ.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 from importlib import metadata
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from benchmarks.adapters.base import Unavailable
+import numpy as np
 
-__all__ = ["Untranslatable", "cast", "peer_version", "require"]
+from benchmarks.adapters.base import Unavailable
+from benchmarks.filterspec import AttributeTable
+
+__all__ = [
+    "MARKER",
+    "Untranslatable",
+    "build_key",
+    "cast",
+    "fingerprint",
+    "peer_version",
+    "read_build_marker",
+    "require",
+    "write_build_marker",
+]
+
+MARKER = "peer-build.json"
 
 
 class Untranslatable(ValueError):
@@ -56,3 +74,46 @@ def peer_version(dist: str) -> str | None:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
+
+
+# Build parameters that do not change what is built (query defaults, where caches live).
+NOT_BUILD_KEYS = ("cache_dir", "reuse", "ef")
+
+
+def build_key(name: str, dist: str, base: np.ndarray, table: AttributeTable,
+              build_params: dict[str, Any]) -> str:
+    params = {k: v for k, v in build_params.items() if k not in NOT_BUILD_KEYS}
+    return fingerprint(base, table, {"system": name, "version": peer_version(dist), **params})
+
+
+def fingerprint(base: np.ndarray, table: AttributeTable, params: dict[str, Any]) -> str:
+    """A hash of everything a peer's built collection depends on (data, attributes, params)."""
+    h = hashlib.sha256()
+    h.update(json.dumps([list(base.shape), params], sort_keys=True, default=str).encode())
+    step = 1 << 16
+    for lo in range(0, base.shape[0], step):
+        h.update(np.ascontiguousarray(base[lo:lo + step], dtype=np.float32).tobytes())
+    for name, col in sorted(table.columns.items()):
+        h.update(json.dumps([name, col.kind, list(col.vocab or ())]).encode())
+        h.update(np.ascontiguousarray(col.values).tobytes())
+        if col.indptr is not None:
+            h.update(np.ascontiguousarray(col.indptr).tobytes())
+    return h.hexdigest()[:24]
+
+
+def read_build_marker(workdir: Path, key: str) -> dict[str, Any] | None:
+    """The record of a finished build of exactly this data and parameters, if there is one.
+
+    Peers persist their collections under the suite's stable work folder, so a second run
+    reopens instead of re-loading (the marker is written only after a build completed).
+    """
+    try:
+        doc = json.loads((workdir / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("key") == key else None
+
+
+def write_build_marker(workdir: Path, key: str, seconds: float, extra: dict[str, Any]) -> None:
+    (workdir / MARKER).write_text(json.dumps({"key": key, "seconds": seconds, "extra": extra},
+                                             default=str))
