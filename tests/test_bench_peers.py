@@ -273,3 +273,30 @@ def test_peer_reopens_a_finished_build(kind: str, build: dict, params: dict,
         assert not changed.build(base, table).cached
     finally:
         changed.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("kind", "build", "params"), PEERS[:3])
+def test_peer_ef_takes_effect(kind: str, build: dict, params: dict, tmp_path: Path) -> None:
+    """The sweep's `ef` must reach the index the timed queries use (a silent no-op would make
+    every point of a peer's sweep the same setting): a weak graph, ef 10 vs ef 400."""
+    n = 2000
+    table = tiny_table(n)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((n + 20, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    base, queries = x[:n], x[n:]
+    system = make_system(kind, tmp_path, **build, m=4, ef_construction=16)
+    try:
+        system.build(base, table)
+        everything = np.ones(n, bool)
+        truth = [set(exact(base, q, everything, K).tolist()) for q in queries]
+        recall = {}
+        for ef in (10, 400):
+            system.set_query_params(ef=ef)
+            hits = [len(set(system.search(q, None, K).tolist()) & t)
+                    for q, t in zip(queries, truth, strict=True)]
+            recall[ef] = sum(hits) / (K * len(queries))
+        assert recall[400] >= 0.95 and recall[10] < recall[400] - 0.05, recall
+    finally:
+        system.close()

@@ -14,7 +14,8 @@ empty list, so nothing is emulated unfairly.
 
 Index: `configuration={"hnsw": {"space": "ip", "max_neighbors": m, "ef_construction": ...}}`,
 the same M=16 / efConstruction=200 as the hnswlib baselines; query-time `ef` is Chroma's
-`ef_search`, changed with `collection.modify` between sweeps (not inside the timed query).
+`ef_search`, changed between sweeps (not inside the timed query) with `collection.modify` and
+a reopen of the client, because a loaded index keeps the ef it was loaded with.
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ class Chroma(System):
         self._schema: dict[str, str] = {}
         self._col: Any = None
         self._ef: int | None = None
+        self._dim = 0
 
     def _connect(self, path: Path) -> None:
         self._client = self._chromadb.PersistentClient(
@@ -139,6 +141,7 @@ class Chroma(System):
     def build(self, base: np.ndarray, table: AttributeTable) -> BuildInfo:
         path = self.workdir / "chroma"
         self._schema = table.schema
+        self._dim = int(base.shape[1])
         key = build_key(self.name, "chromadb", base, table, self.build_params)
         done = read_build_marker(self.workdir, key) if self.build_params.get("reuse", True) else None
         if done is not None:  # the same data and parameters were built here before: reopen
@@ -200,7 +203,16 @@ class Chroma(System):
         ef = int(params.get("ef", 64))
         if self._col is not None and ef != self._ef:
             self._col.modify(configuration={"hnsw": {"ef_search": ef}})
+            # chromadb 1.5 reads ef_search when it loads the HNSW segment: `modify` alone
+            # leaves the loaded index searching with the old ef (checked: same recall at
+            # ef 10 and 400). Reopening the client loads it with the new one. Untimed.
+            self._client.clear_system_cache()
+            self._connect(self.workdir / "chroma")
+            self._col = self._client.get_collection("bench")
             self._ef = ef
+            assert int(self._col.configuration["hnsw"]["ef_search"]) == ef
+            self._col.query(query_embeddings=np.zeros((1, self._dim), np.float32),
+                            n_results=1, include=[])
 
     def search(self, q: np.ndarray, flt: Filter | None, k: int) -> np.ndarray:
         where = to_chroma_where(flt, self._schema)
