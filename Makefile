@@ -4,7 +4,7 @@
 #   make demo        sievedb demo (real in-process server, 100k seeded vectors)
 #   make test        the pytest suite
 #   make bench-deps  add the bench extra (faiss-cpu, matplotlib, pyyaml)
-#   make bench-peers add the peers extra (chromadb, lancedb, milvus-lite, qdrant-client)
+#   make bench-peers add the peers extra (chromadb, lancedb, milvus-lite, pgvector, qdrant)
 #   make proto       regenerate the committed gRPC/protobuf code
 #   make clean       remove .venv, build artefacts and caches (not ./sievedb-data)
 

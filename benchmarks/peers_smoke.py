@@ -17,7 +17,8 @@ over repeats, recall@10 against exact numpy ground truth over the rows passing t
 FAISS inside milvus-lite), as a user would run them.
 
     python -m benchmarks.peers_smoke [--n 10000] [--dim 64] [--queries 200]
-        [--systems chroma,lancedb,lancedb_postfilter,milvus_lite,qdrant_local] [--ef 64]
+        [--systems chroma,lancedb,lancedb_postfilter,milvus_lite,pgvector,qdrant_local]
+        [--ef 64]
 """
 
 from __future__ import annotations
@@ -51,9 +52,8 @@ WORKLOADS: dict[str, Filter | None] = {
     "contains1": ["contains", "tags", "rare"],
     "and1": ["and", ["eq", "flag", True], ["range", "bucket", 0, 1]],
 }
-SYSTEMS = ("chroma", "lancedb", "lancedb_postfilter", "milvus_lite", "qdrant_local")
-DISTS = {"chroma": "chromadb", "lancedb": "lancedb", "lancedb_postfilter": "lancedb",
-         "milvus_lite": "milvus-lite", "qdrant_local": "qdrant-client"}
+SYSTEMS = ("chroma", "lancedb", "lancedb_postfilter", "milvus_lite", "pgvector",
+           "qdrant_local")
 
 
 def make_table(n: int, seed: int) -> AttributeTable:
@@ -86,6 +86,9 @@ def make_system(name: str, workdir: Path, ef: int) -> tuple[System, dict[str, An
     if name == "milvus_lite":
         from benchmarks.adapters.milvus_lite import MilvusLite
         return MilvusLite(workdir), {"ef": ef}
+    if name == "pgvector":
+        from benchmarks.adapters.pgvector import PgVector
+        return PgVector(workdir), {"ef": ef}
     if name == "qdrant_local":
         from benchmarks.adapters.qdrant_local import QdrantLocal
         return QdrantLocal(workdir), {}
@@ -167,7 +170,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env = environment()
     env["peers"] = {dist: peer_version(dist) for dist in
                     ("chromadb", "lancedb", "pylance", "pymilvus", "milvus-lite",
-                     "qdrant-client")}
+                     "pgserver", "psycopg", "qdrant-client")}
     return {
         "command": command_line(),
         "environment": env,
@@ -187,8 +190,9 @@ def to_markdown(doc: dict[str, Any]) -> str:
         ("Peer adapters end to end (sanity run, one query setting per system; not the tuned "
          "suite). qdrant_local is qdrant-client local mode (not the Qdrant server): exact "
          "scan, Python filter loop. milvus_lite is milvus-lite 3.x (pure-Python Milvus API, "
-         "FAISS HNSW per segment), not Milvus standalone. lancedb_postfilter is the lancedb "
-         "build queried with prefilter=False."),
+         "FAISS HNSW per segment), not Milvus standalone. pgvector is pgvector 0.6.2 in "
+         "PostgreSQL 16.2 (pgserver). lancedb_postfilter is the lancedb build queried with "
+         "prefilter=False."),
         "",
         "Selectivity: " + ", ".join(f"{w} {s:.3f}"
                                     for w, s in doc["parameters"]["selectivity"].items()),

@@ -22,6 +22,7 @@ from benchmarks.adapters.chroma import to_chroma_where
 from benchmarks.adapters.lancedb import to_lance_sql
 from benchmarks.adapters.milvus_lite import to_milvus_expr
 from benchmarks.adapters.peer_common import Untranslatable
+from benchmarks.adapters.pgvector import to_pg_where
 from benchmarks.adapters.qdrant_local import to_qdrant_filter
 from benchmarks.filterspec import AttributeTable, Column, Filter, mask, validate
 
@@ -162,6 +163,19 @@ def test_qdrant_filter_translation() -> None:
                                  {"key": "n", "match": {"value": 2}}]}]}
 
 
+def test_pg_where_translation() -> None:
+    s = SCHEMA
+    assert to_pg_where(None, s) is None
+    assert to_pg_where(["eq", "kw", "it's"], s) == "\"kw\" = 'it''s'"
+    assert to_pg_where(["in", "flag", [True, False]], s) == '"flag" IN (TRUE, FALSE)'
+    assert to_pg_where(["in", "n", []], s) == "FALSE"
+    assert to_pg_where(["contains", "tags", "t1"], s) == "\"tags\" @> ARRAY['t1']::text[]"
+    assert to_pg_where(["range", "x", 0, 1], s) == '("x" BETWEEN 0.0 AND 1.0)'
+    assert to_pg_where(["range", "ts", None, 7], s) == '"ts" <= 7'
+    assert to_pg_where(["not", ["and", ["eq", "n", 1], ["eq", "kw", "a"]]], s) == (
+        "(NOT (\"n\" = 1 AND \"kw\" = 'a'))")
+
+
 # ---- the adapters against the real peers (skipped where not installed) ----------------
 
 def _installed(module: str) -> bool:
@@ -176,6 +190,9 @@ PEERS = [
     pytest.param("milvus_lite", {}, {"ef": 200}, marks=pytest.mark.skipif(
         not (_installed("pymilvus") and _installed("milvus_lite")),
         reason="pymilvus[milvus_lite] not installed (peers extra)")),
+    pytest.param("pgvector", {}, {"ef": 200}, marks=pytest.mark.skipif(
+        not (_installed("pgserver") and _installed("psycopg") and _installed("pgvector")),
+        reason="pgserver / psycopg / pgvector not installed (peers extra)")),
     pytest.param("qdrant_local", {"in_memory": True}, {}, marks=pytest.mark.skipif(
         not _installed("qdrant_client"), reason="qdrant-client not installed (peers extra)")),
 ]
@@ -191,6 +208,9 @@ def make_system(kind: str, workdir: Path, **build: object) -> System:
     if kind == "milvus_lite":
         from benchmarks.adapters.milvus_lite import MilvusLite
         return MilvusLite(workdir, **build)
+    if kind == "pgvector":
+        from benchmarks.adapters.pgvector import PgVector
+        return PgVector(workdir, **build)
     from benchmarks.adapters.qdrant_local import QdrantLocal
     return QdrantLocal(workdir, **build)
 
@@ -246,7 +266,7 @@ def test_lancedb_postfilter_never_returns_failing_rows(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("kind", "build", "params"), PEERS[:3])
+@pytest.mark.parametrize(("kind", "build", "params"), PEERS[:4])
 def test_peer_reopens_a_finished_build(kind: str, build: dict, params: dict,
                                        tmp_path: Path) -> None:
     """Same data + parameters in the same work folder: reopened, not rebuilt; same answers."""
@@ -276,7 +296,7 @@ def test_peer_reopens_a_finished_build(kind: str, build: dict, params: dict,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("kind", "build", "params"), PEERS[:3])
+@pytest.mark.parametrize(("kind", "build", "params"), PEERS[:4])
 def test_peer_ef_takes_effect(kind: str, build: dict, params: dict, tmp_path: Path) -> None:
     """The sweep's `ef` must reach the index the timed queries use (a silent no-op would make
     every point of a peer's sweep the same setting): a weak graph, ef 10 vs ef 400."""
