@@ -144,10 +144,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if not system.supports(flt):
                 rows.append({"system": name, "workload": wl, "supported": False})
                 continue
+            def one(i: int, s: System = system, f: Filter | None = flt) -> np.ndarray:
+                return s.search(queries[i], f, args.k)
+
             runs = []
             for _ in range(args.repeats):
-                nanos, found = time_each(
-                    lambda i, s=system, f=flt: s.search(queries[i], f, args.k), nq)
+                nanos, found = time_each(one, nq)
                 runs.append((latency_summary(nanos), found))
             runs.sort(key=lambda r: r[0]["qps"])
             summary, found = runs[len(runs) // 2]

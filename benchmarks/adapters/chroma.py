@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -221,7 +222,9 @@ class Chroma(System):
         )
         return np.fromiter((int(i) for i in res["ids"][0]), dtype=np.int64)
 
-    def search_batch(self, qs: np.ndarray, flts: list[Filter | None], k: int) -> list[np.ndarray]:
+    def search_batch(
+        self, qs: np.ndarray, flts: Sequence[Filter | None], k: int
+    ) -> list[np.ndarray]:
         """Chroma's `query` takes many embeddings but one `where`: batch only equal filters."""
         if flts and all(f == flts[0] for f in flts):
             where = to_chroma_where(flts[0], self._schema)
