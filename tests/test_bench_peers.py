@@ -12,6 +12,9 @@ Two layers:
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -215,6 +218,22 @@ def make_system(kind: str, workdir: Path, **build: object) -> System:
     return QdrantLocal(workdir, **build)
 
 
+@pytest.fixture
+def workdir(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """tmp_path, except for pgvector: pgserver runs PostgreSQL as the user `pgserver` when we
+    are root, and pytest resets its base temp folder to mode 0700 whenever another pytest
+    session starts (other engineers' runs here), which locks that user out mid-test. A
+    folder directly under the system temp dir stays traversable."""
+    if request.node.callspec.params.get("kind") != "pgvector":
+        yield tmp_path
+        return
+    path = Path(tempfile.mkdtemp(prefix="sievedb-test-pgvector-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def exact(base: np.ndarray, q: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
     ids = np.flatnonzero(allowed)
     scores = base[ids] @ q
@@ -223,10 +242,10 @@ def exact(base: np.ndarray, q: np.ndarray, allowed: np.ndarray, k: int) -> np.nd
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("kind", "build", "params"), PEERS)
-def test_peer_filters_and_recall(kind: str, build: dict, params: dict, tmp_path: Path) -> None:
+def test_peer_filters_and_recall(kind: str, build: dict, params: dict, workdir: Path) -> None:
     table = tiny_table()
     base, queries = unit(N, 1), unit(3, 2)
-    system = make_system(kind, tmp_path, **build)
+    system = make_system(kind, workdir, **build)
     try:
         info = system.build(base, table)
         assert info.seconds > 0 and (info.disk_bytes > 0 or info.in_memory)
@@ -268,19 +287,19 @@ def test_lancedb_postfilter_never_returns_failing_rows(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(("kind", "build", "params"), PEERS[:4])
 def test_peer_reopens_a_finished_build(kind: str, build: dict, params: dict,
-                                       tmp_path: Path) -> None:
+                                       workdir: Path) -> None:
     """Same data + parameters in the same work folder: reopened, not rebuilt; same answers."""
     table = tiny_table(200)
     base, q = unit(200, 4), unit(1, 5)[0]
     flt: Filter = ["contains", "tags", "t1"]
-    first = make_system(kind, tmp_path, **build)
+    first = make_system(kind, workdir, **build)
     try:
         assert not first.build(base, table).cached
         first.set_query_params(**params)
         want = first.search(q, flt, K)
     finally:
         first.close()
-    again = make_system(kind, tmp_path, **build)
+    again = make_system(kind, workdir, **build)
     try:
         info = again.build(base, table)
         assert info.cached and info.disk_bytes > 0
@@ -288,7 +307,7 @@ def test_peer_reopens_a_finished_build(kind: str, build: dict, params: dict,
         assert again.search(q, flt, K).tolist() == want.tolist()
     finally:
         again.close()
-    changed = make_system(kind, tmp_path, **build, m=8)  # other parameters: rebuilt
+    changed = make_system(kind, workdir, **build, m=8)  # other parameters: rebuilt
     try:
         assert not changed.build(base, table).cached
     finally:
@@ -297,7 +316,7 @@ def test_peer_reopens_a_finished_build(kind: str, build: dict, params: dict,
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("kind", "build", "params"), PEERS[:4])
-def test_peer_ef_takes_effect(kind: str, build: dict, params: dict, tmp_path: Path) -> None:
+def test_peer_ef_takes_effect(kind: str, build: dict, params: dict, workdir: Path) -> None:
     """The sweep's `ef` must reach the index the timed queries use (a silent no-op would make
     every point of a peer's sweep the same setting): a weak graph, ef 10 vs ef 400."""
     n = 2000
@@ -306,7 +325,7 @@ def test_peer_ef_takes_effect(kind: str, build: dict, params: dict, tmp_path: Pa
     x = rng.standard_normal((n + 20, 32)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     base, queries = x[:n], x[n:]
-    system = make_system(kind, tmp_path, **build, m=4, ef_construction=16)
+    system = make_system(kind, workdir, **build, m=4, ef_construction=16)
     try:
         system.build(base, table)
         everything = np.ones(n, bool)

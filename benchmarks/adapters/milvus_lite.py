@@ -171,10 +171,12 @@ class MilvusLite(System):
         n, dim = base.shape
         t0 = time.perf_counter()
         self._client = self._pymilvus.MilvusClient(self._uri)
-        self._client.create_collection(
-            COLLECTION, schema=self._collection_schema(dim, table),
-            index_params=self._index_params(n),
-        )
+        # Milvus's documented order: create, insert, flush, then index and load. (Creating the
+        # collection with its index params would make it "loaded" at once, and milvus-lite
+        # would then build each flushed segment's index on a background thread — searches
+        # brute-force the segment until it is done, and a load() racing that thread can read
+        # a half-written index file.) Indexing after the flush builds every index in load().
+        self._client.create_collection(COLLECTION, schema=self._collection_schema(dim, table))
         batch = int(self.build_params.get("batch_rows", 5_000))
         for lo in range(0, n, batch):
             hi = min(n, lo + batch)
@@ -186,12 +188,8 @@ class MilvusLite(System):
                 rows.append(attrs)
             self._client.insert(COLLECTION, rows)
         self._client.flush(COLLECTION)
-        # A collection created with index params is already "loaded", and milvus-lite builds
-        # the flushed segments' indexes on a background thread (describe_index says Finished
-        # regardless); until then searches brute-force the segment. Release + load builds
-        # every segment's index synchronously, so the timed queries hit HNSW.
-        self._client.release_collection(COLLECTION)
-        self._client.load_collection(COLLECTION)
+        self._client.create_index(COLLECTION, self._index_params(n))
+        self._client.load_collection(COLLECTION)  # builds every segment's index, synchronously
         self.search(base[0], None, 1)  # indexes built and loaded before timing starts
         seconds = time.perf_counter() - t0
         extra = {"version": peer_version("milvus-lite"), "pymilvus": peer_version("pymilvus"),
