@@ -157,6 +157,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             grace=args.grace,
             blas_threads=args.blas_threads or None,
             security=security,
+            engine_options={
+                "store_max_bytes": max(args.max_store_mb, 0) << 20,
+                "checkpoint_interval_s": args.checkpoint_interval,
+            },
         )
     except SECURITY_ERRORS as exc:
         raise CliError(str(exc)) from None
@@ -308,6 +312,15 @@ def _add_builtin_commands(sub: Any) -> None:
     p.add_argument("--max-message-mb", type=int, default=64, help="largest request/response")
     p.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls may finish")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--max-store-mb", type=int, default=0,
+        help="cap each collection's LMDB store at this many MiB; writes beyond it fail with "
+        "RESOURCE_EXHAUSTED (default 0: no cap, the disk is the limit)",
+    )
+    p.add_argument(
+        "--checkpoint-interval", type=float, default=30.0,
+        help="seconds between index checkpoints (bounds replay after a crash; default 30)",
+    )
     add_serve_security_args(p)
     p.set_defaults(func=cmd_serve)
 

@@ -63,7 +63,7 @@ from sievedb_server.index.hnsw import HnswIndex
 from sievedb_server.index.idmap import LabelIds
 from sievedb_server.index.vectors import VectorArray
 from sievedb_server.storage import layout, serde
-from sievedb_server.storage.store import CollectionStore
+from sievedb_server.storage.store import CollectionStore, full_errors
 
 __all__ = ["Collection"]
 
@@ -92,15 +92,20 @@ class Collection:
         sync: bool = True,
         spec: CollectionSpec | None = None,
         planner: PlannerConfig = DEFAULT_PLANNER,
+        store_max_bytes: int = 0,
     ):
-        """Open the collection in `folder`; with `spec`, create it there first."""
+        """Open the collection in `folder`; with `spec`, create it there first.
+
+        `store_max_bytes` > 0 caps the LMDB store (writes beyond it fail with StoreFull).
+        """
         self.folder = folder
         self.planner = planner
-        self.store = CollectionStore(folder / "store", sync=sync)
+        self.store = CollectionStore(folder / "store", sync=sync, max_bytes=store_max_bytes)
         if spec is not None:
             txn = self.store.write()
             try:
-                self.store.init_meta(txn, spec)
+                with full_errors():
+                    self.store.init_meta(txn, spec)
             except BaseException:
                 txn.abort()
                 raise
@@ -228,11 +233,12 @@ class Collection:
             staged = StagedChanges()
             txn = self.store.write()
             try:
-                txn.drop(self.store.db["postings"], delete=False)
-                txn.drop(self.store.db["numeric"], delete=False)
-                for label, _ in list(self.store.iter_labels(txn)):
-                    fresh.stage(staged, label, None, self.store.attributes(txn, label))
-                fresh.write(staged, txn, self.store.db["postings"], self.store.db["numeric"])
+                with full_errors():
+                    txn.drop(self.store.db["postings"], delete=False)
+                    txn.drop(self.store.db["numeric"], delete=False)
+                    for label, _ in list(self.store.iter_labels(txn)):
+                        fresh.stage(staged, label, None, self.store.attributes(txn, label))
+                    fresh.write(staged, txn, self.store.db["postings"], self.store.db["numeric"])
             except BaseException:
                 txn.abort()
                 raise
@@ -365,37 +371,46 @@ class Collection:
         indexed = bool(self.attr_index.fields)
         txn = self.store.write()
         try:
-            seq = self.store.watermark(txn) + 1
-            next_label = self.store.next_label(txn)
-            staged = StagedChanges()
-            packed: list[bytes | None] = []
-            id_keys = [layout.encode_point_id(pid) for pid in ids]
-            for i, pid in enumerate(ids):
-                label = self.store.label_of_key(txn, id_keys[i])
-                attrs = attributes[i] if attributes is not None else None
-                if label is None:
-                    label, next_label = next_label, next_label + 1
-                    new[i] = True
-                    created.append((label, pid))
-                if indexed:
-                    old = None if new[i] else self.store.attributes(txn, label)
-                    self.attr_index.stage(staged, label, old, attrs)
-                packed.append(serde.pack_attributes(attrs) if attrs else None)
-                labels[i] = label
-            self.store.put_points_bulk(txn, labels, id_keys, vectors, packed, new)
-            self.attr_index.write(staged, txn, self.store.db["postings"],
-                                  self.store.db["numeric"])
-            self.store.append_log(txn, seq, labels)
-            self.store.set_counters(txn, seq, next_label)
-            if load_id:
-                self.store.set_load_rows(txn, load_id, load_rows)
+            with full_errors():
+                seq = self.store.watermark(txn) + 1
+                next_label = self.store.next_label(txn)
+                staged = StagedChanges()
+                packed: list[bytes | None] = []
+                id_keys = [layout.encode_point_id(pid) for pid in ids]
+                for i, pid in enumerate(ids):
+                    label = self.store.label_of_key(txn, id_keys[i])
+                    attrs = attributes[i] if attributes is not None else None
+                    if label is None:
+                        label, next_label = next_label, next_label + 1
+                        new[i] = True
+                        created.append((label, pid))
+                    if indexed:
+                        old = None if new[i] else self.store.attributes(txn, label)
+                        self.attr_index.stage(staged, label, old, attrs)
+                    packed.append(serde.pack_attributes(attrs) if attrs else None)
+                    labels[i] = label
+                self.store.put_points_bulk(txn, labels, id_keys, vectors, packed, new)
+                self.attr_index.write(staged, txn, self.store.db["postings"],
+                                      self.store.db["numeric"])
+                self.store.append_log(txn, seq, labels)
+                self.store.set_counters(txn, seq, next_label)
+                if load_id:
+                    self.store.set_load_rows(txn, load_id, load_rows)
+                self.store.check_room(txn)
         except BaseException:
             txn.abort()
             raise
         with self._index_lock.write():
+            # Room in the derived structures first (the vector file reserves disk blocks):
+            # if that fails the batch is refused before LMDB commits and nothing changes.
+            try:
+                with full_errors("the vector file"):
+                    self._grow(int(labels.max()) + 1)
+            except BaseException:
+                txn.abort()
+                raise
             self.store.commit(txn)
             self._watermark = seq
-            self._grow(int(labels.max()) + 1)
             self.ids.set(created)
             self.vectors.write(labels, vectors)
             # Already in the graph: update it now (keeps "in graph => current vector").
@@ -492,25 +507,26 @@ class Collection:
         with self._write_mutex:
             txn = self.store.write()
             try:
-                labels = []
-                staged = StagedChanges()
-                for pid in dict.fromkeys(ids):
-                    label = self.store.label_of(txn, pid)
-                    if label is not None:
-                        if self.attr_index.fields:
-                            old = self.store.attributes(txn, label)
-                            self.attr_index.stage(staged, label, old, None)
-                        self.store.delete_point(txn, label, pid)
-                        labels.append(label)
-                if not labels:
-                    txn.abort()
-                    return 0, self._watermark
-                seq = self.store.watermark(txn) + 1
-                arr = np.asarray(labels, dtype=np.int64)
-                self.attr_index.write(staged, txn, self.store.db["postings"],
-                                      self.store.db["numeric"])
-                self.store.append_log(txn, seq, arr)
-                self.store.set_counters(txn, seq, self.store.next_label(txn))
+                with full_errors():  # a delete needs free pages too (copy-on-write)
+                    labels = []
+                    staged = StagedChanges()
+                    for pid in dict.fromkeys(ids):
+                        label = self.store.label_of(txn, pid)
+                        if label is not None:
+                            if self.attr_index.fields:
+                                old = self.store.attributes(txn, label)
+                                self.attr_index.stage(staged, label, old, None)
+                            self.store.delete_point(txn, label, pid)
+                            labels.append(label)
+                    if not labels:
+                        txn.abort()
+                        return 0, self._watermark
+                    seq = self.store.watermark(txn) + 1
+                    arr = np.asarray(labels, dtype=np.int64)
+                    self.attr_index.write(staged, txn, self.store.db["postings"],
+                                          self.store.db["numeric"])
+                    self.store.append_log(txn, seq, arr)
+                    self.store.set_counters(txn, seq, self.store.next_label(txn))
             except BaseException:
                 txn.abort()
                 raise
@@ -610,8 +626,10 @@ class Collection:
                         attrs = self.store.attributes(txn, label) or {}
                         validate(schema, attrs)
                         fresh.stage(staged, label, None, attrs)
-                fresh.write(staged, txn, self.store.db["postings"], self.store.db["numeric"])
-                self.store.put_spec(txn, spec)
+                with full_errors():
+                    fresh.write(staged, txn, self.store.db["postings"], self.store.db["numeric"])
+                    self.store.put_spec(txn, spec)
+                    self.store.check_room(txn)
             except BaseException:
                 txn.abort()
                 raise
@@ -874,12 +892,14 @@ class Collection:
             if self._closed or not self.dirty:
                 return False
             watermark = self._watermark
-            with self._index_lock.read():
+            with self._index_lock.read(), full_errors("the disk"):
+                # On failure the previous graph and stamp stay in place (see HnswIndex.save).
                 self.vectors.flush()
                 self.graph.save(watermark)
             txn = self.store.write()
             try:
-                self.store.truncate_log(txn, watermark)
+                with full_errors():
+                    self.store.truncate_log(txn, watermark)
             except BaseException:
                 txn.abort()
                 raise
@@ -893,7 +913,10 @@ class Collection:
         if self._indexer is not threading.current_thread():
             self._indexer.join()
         if checkpoint:
-            self.checkpoint()
+            try:
+                self.checkpoint()
+            except Exception:  # e.g. disk full: LMDB holds every write; the next open replays
+                log.exception("final checkpoint of %s failed; closing without it", self.name)
         with self._write_mutex, self._index_lock.write():
             if self._closed:
                 return

@@ -68,8 +68,11 @@ class Engine:
         sync: bool = True,
         checkpoint_interval_s: float = 30.0,
         planner: PlannerConfig = DEFAULT_PLANNER,
+        store_max_bytes: int = 0,
     ) -> None:
+        """`store_max_bytes` > 0 caps each collection's LMDB store (see `storage.store`)."""
         self.data_dir = Path(data_dir)
+        self.store_max_bytes = store_max_bytes
         self.planner = planner
         self.root = self.data_dir / "collections"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -83,7 +86,9 @@ class Engine:
                 shutil.rmtree(folder, ignore_errors=True)  # a drop or create that was cut short
                 continue
             if folder.is_dir() and (folder / "store").exists():
-                self._collections[folder.name] = Collection(folder, sync=sync, planner=planner)
+                self._collections[folder.name] = Collection(
+                    folder, sync=sync, planner=planner, store_max_bytes=store_max_bytes
+                )
         self.imports = Importer(self)
         self.models = ModelService(self)
         self._stop = threading.Event()
@@ -119,10 +124,15 @@ class Engine:
                 raise CollectionExists(f"{spec.name!r} is an alias; pick another name")
             # Build in a hidden folder and rename, so a crash never leaves half a collection.
             staging = self.root / f".create-{spec.name}-{uuid.uuid4().hex[:8]}"
-            Collection(staging, sync=self.sync, spec=spec).close(checkpoint=False)
+            Collection(
+                staging, sync=self.sync, spec=spec, store_max_bytes=self.store_max_bytes
+            ).close(checkpoint=False)
             final = self.root / spec.name
             staging.rename(final)
-            coll = Collection(final, sync=self.sync, planner=self.planner)
+            coll = Collection(
+                final, sync=self.sync, planner=self.planner,
+                store_max_bytes=self.store_max_bytes,
+            )
             self._collections[spec.name] = coll
         log.info("created collection %s (dim %d, %s)", spec.name, spec.dim, spec.metric.value)
         return coll.info()

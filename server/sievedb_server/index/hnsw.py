@@ -4,10 +4,18 @@ The graph is derived from LMDB. `save()` writes `index.hnsw` then `index.meta` (
 format, watermark, capacity, parameters), each via a temporary file, fsync and atomic rename,
 so the stamp never claims more than the graph file holds. hnswlib is not safe for
 concurrent mutation and search; the owning collection holds a readers-writer lock around it.
+
+Out of space: hnswlib writes with an unchecked `std::ofstream`, so a full disk leaves a short
+temporary file and no error. `save` checks the file against the smallest size the graph can
+have and raises OSError(ENOSPC) instead of renaming a short file into place (the previous
+graph and stamp stay; LMDB holds every write). A short file that still passes this bound
+(truncated inside the upper-level links) is refused by hnswlib's own size checks on load,
+which makes `try_load` fail and the collection rebuild from LMDB: slower, never wrong.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +30,7 @@ from sievedb_server.core.types import HnswParams, Metric
 __all__ = ["HnswIndex", "IndexStamp"]
 
 STAMP_FORMAT = 1
+_HEADER_BYTES = 96  # hnswlib 0.8 saveIndex: 6 size_t, int, uint32, 3 size_t, double, size_t
 _SPACE = {Metric.COSINE: "ip", Metric.INNER_PRODUCT: "ip", Metric.L2: "l2"}
 
 
@@ -112,8 +121,17 @@ class HnswIndex:
     def save(self, watermark: int) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp_graph = self.graph_path.with_suffix(".hnsw.tmp")
-        self.index.save_index(str(tmp_graph))
-        _fsync_replace(tmp_graph, self.graph_path)
+        try:
+            self.index.save_index(str(tmp_graph))
+            size, least = tmp_graph.stat().st_size, self._min_file_bytes()
+            if size < least:
+                raise OSError(
+                    errno.ENOSPC, f"short write saving the graph ({size} of >= {least} bytes)"
+                )
+            _fsync_replace(tmp_graph, self.graph_path)
+        except BaseException:
+            tmp_graph.unlink(missing_ok=True)
+            raise
         stamp = {
             "format": STAMP_FORMAT,
             "watermark": watermark,
@@ -124,8 +142,21 @@ class HnswIndex:
             "ef_construction": self.params.ef_construction,
         }
         tmp_stamp = self.stamp_path.with_suffix(".meta.tmp")
-        tmp_stamp.write_bytes(msgpack.packb(stamp))
-        _fsync_replace(tmp_stamp, self.stamp_path)
+        try:
+            tmp_stamp.write_bytes(msgpack.packb(stamp))
+            _fsync_replace(tmp_stamp, self.stamp_path)
+        except BaseException:
+            tmp_stamp.unlink(missing_ok=True)
+            raise
+
+    def _min_file_bytes(self) -> int:
+        """hnswlib's file size without upper-level links: a lower bound of a complete save.
+
+        Per element: level-0 links (count + 2M ids), the vector, the label, the upper-link
+        size field.
+        """
+        per_element = (2 * self.params.m * 4 + 4) + self.dim * 4 + 8 + 4
+        return _HEADER_BYTES + int(self.index.element_count) * per_element
 
     # -- mutation (caller holds the write lock) ----------------------------------------------
 

@@ -3,6 +3,12 @@
 The exact path scores straight from this array (no `hnswlib.get_items` on hot paths). It is a
 derived artefact like the HNSW file: flushed at checkpoints and repaired by replay on open.
 Alongside it live the in-memory `live` mask and, for L2, squared norms.
+
+Disk space is reserved (`posix_fallocate`) for every row before the row can be written, and
+the file grows before the old mapping is dropped. A sparse mapped page that the disk cannot
+back kills the process with SIGBUS when it is first written; a failed reservation instead
+raises OSError (ENOSPC / EFBIG) from `ensure_capacity` and leaves the array as it was, so a
+write that cannot get room is refused before anything is committed (see `storage.store`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ class VectorArray:
         self.path = path
         self.dim = dim
         self.capacity = 0
+        self.reserved = 0  # rows [0, reserved) have disk blocks (the rest of the map is sparse)
         self._mm: np.memmap | None = None
         self._view = np.zeros((0, dim), dtype="<f4")
         self.live = np.zeros(0, dtype=bool)
@@ -38,22 +45,25 @@ class VectorArray:
         return self._view
 
     def ensure_capacity(self, needed: int) -> bool:
-        """Grow to hold labels < `needed`; returns True if the array was remapped."""
+        """Grow to hold labels < `needed`; returns True if the array was remapped.
+
+        Raises OSError (nothing changed) if the disk cannot hold `needed` rows.
+        """
+        self._reserve(needed)
         if needed <= self.capacity:
             return False
         new_cap = max(needed, self.capacity * 2, 1024)
-        if self._mm is not None:
-            self._mm.flush()
-            self._mm = None
-            self._view = np.zeros((0, self.dim), dtype="<f4")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "ab") as fh:
             current = fh.seek(0, os.SEEK_END)
             want = new_cap * self.dim * 4
             if current < want:
-                fh.truncate(want)
-        self._mm = np.memmap(self.path, dtype="<f4", mode="r+", shape=(new_cap, self.dim))
-        self._view = np.asarray(self._mm)
+                fh.truncate(want)  # sparse: blocks come from _reserve, ahead of any write
+        mm = np.memmap(self.path, dtype="<f4", mode="r+", shape=(new_cap, self.dim))
+        if self._mm is not None:
+            self._mm.flush()
+        self._mm = mm
+        self._view = np.asarray(mm)
         live = np.zeros(new_cap, dtype=bool)
         live[: self.live.shape[0]] = self.live
         self.live = live
@@ -63,6 +73,26 @@ class VectorArray:
             self.sqnorms = sq
         self.capacity = new_cap
         return True
+
+    def _reserve(self, needed: int) -> None:
+        """Allocate disk blocks for rows < needed (in steps of ~1/8, so rarely called)."""
+        if needed <= self.reserved:
+            return
+        rows = max(needed, self.reserved + self.reserved // 8, 1024)
+        row_bytes = self.dim * 4
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                os.posix_fallocate(fd, 0, rows * row_bytes)
+            except OSError:
+                if rows == needed:
+                    raise
+                rows = needed  # the generous step did not fit: try exactly what is needed
+                os.posix_fallocate(fd, 0, rows * row_bytes)
+        finally:
+            os.close(fd)
+        self.reserved = rows
 
     def write(self, labels: np.ndarray, vectors: np.ndarray) -> None:
         self.data[labels] = vectors

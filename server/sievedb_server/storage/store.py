@@ -3,11 +3,41 @@
 `CollectionStore` opens the environment and hands out transactions plus typed accessors. It
 knows nothing of indexes; `core.collection` orchestrates. One write transaction per request
 batch; LMDB serialises writers and gives readers a consistent snapshot without blocking.
+
+Map size and "store full" (decided). LMDB needs a map size: the most the file may hold. We
+do NOT grow the map at run time. `Environment.set_mapsize` replaces the memory map, which is
+only safe with no transaction open anywhere in the process (LMDB does not check; py-lmdb
+invalidates open transactions and any `buffers=True` view into the old map dangles), and a
+serving collection always has readers (searches, gets, scrolls, snapshots) on many threads:
+a stop-the-world gate around every transaction would cost every read for a rare event.
+Instead the map is a large *virtual* reservation and the file grows with the data (no
+`writemap`, so nothing is preallocated), which makes the map effectively unbounded:
+
+* without a cap, the map is `DEFAULT_MAP_SIZE` (1 TiB of address space per collection, not
+  memory and not disk; x86-64 gives a process 128 TiB, so this bounds a server to ~100
+  collections unless a cap is set) and the real limit is the disk;
+* with a per-store cap (`max_bytes`, `sievedb serve --max-store-mb`), a write that would
+  leave more than `max_bytes` of pages in use (summed over the collection's databases,
+  free pages excluded) is refused, and the map is `max_bytes + headroom(max_bytes)`: the
+  headroom lets deletes, checkpoints (which trim the write log) and index rebuilds still
+  commit when the data has reached the cap, since LMDB copies pages on write and even a
+  delete needs free pages. Deleting points therefore makes room again; raising the cap
+  needs a restart.
+
+Every way of running out of space surfaces as `StoreFull` (RESOURCE_EXHAUSTED): LMDB's
+MDB_MAP_FULL (raised by the `put` that needs a page, or at commit while saving the free
+list; the transaction is then unusable and is aborted), and ENOSPC / EFBIG / EDQUOT from
+the OS (LMDB reports them from commit, after which LMDB has aborted the transaction and
+the last committed state is intact; the vector file reports them when it reserves blocks).
+Callers wrap their write paths in `full_errors()` and update in-memory state only after a
+successful commit, so a refused write changes nothing.
 """
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import lmdb
@@ -17,15 +47,52 @@ from sievedb_server.core.types import Attributes, CollectionSpec, PointId
 from sievedb_server.errors import CorruptData, StoreFull
 from sievedb_server.storage import layout, serde
 
-__all__ = ["CollectionStore"]
+__all__ = ["DEFAULT_MAP_SIZE", "CollectionStore", "full_errors", "headroom", "is_full_error"]
 
 DEFAULT_MAP_SIZE = 1 << 40  # virtual address space only; the file grows with the data
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+MIN_HEADROOM = 16 << 20
+
+
+def headroom(max_bytes: int) -> int:
+    """Map space beyond a cap kept for deletes, checkpoints and rebuilds (see module doc)."""
+    return max(max_bytes // 8, MIN_HEADROOM)
+
+
+def is_full_error(exc: BaseException) -> bool:
+    """True for LMDB's map-full and for the OS's no-space / file-too-large errors."""
+    if isinstance(exc, lmdb.MapFullError):
+        return True
+    if isinstance(exc, lmdb.Error):
+        return getattr(exc, "code", 0) in FULL_ERRNOS
+    return isinstance(exc, OSError) and exc.errno in FULL_ERRNOS
+
+
+@contextmanager
+def full_errors(what: str = "the store") -> Iterator[None]:
+    """Re-raise running out of space inside the block as `StoreFull` (RESOURCE_EXHAUSTED).
+
+    The block must already abort its transaction on any exception; this only translates.
+    """
+    try:
+        yield
+    except StoreFull:
+        raise
+    except (lmdb.Error, OSError) as exc:
+        if not is_full_error(exc):
+            raise
+        raise StoreFull(f"{what} is full, the write was not applied: {exc}") from exc
 
 
 class CollectionStore:
-    def __init__(self, path: Path, *, sync: bool = True, map_size: int = DEFAULT_MAP_SIZE) -> None:
+    def __init__(self, path: Path, *, sync: bool = True, max_bytes: int = 0) -> None:
+        """Open (or create) the environment in `path`; `max_bytes` > 0 caps the data it holds."""
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.max_bytes = max_bytes
+        map_size = max_bytes + headroom(max_bytes) if max_bytes else DEFAULT_MAP_SIZE
         try:
             self.env = lmdb.open(
                 str(path),
@@ -39,6 +106,7 @@ class CollectionStore:
         except lmdb.Error as exc:
             raise CorruptData(f"cannot open store at {path}: {exc}") from exc
         self.db = {name: self.env.open_db(name.encode()) for name in layout.DB_NAMES}
+        self.page_size = int(self.env.stat()["psize"])
 
     def close(self) -> None:
         self.env.close()
@@ -56,10 +124,31 @@ class CollectionStore:
 
     @staticmethod
     def commit(txn: lmdb.Transaction) -> None:
-        try:
+        """Commit; on failure LMDB has already aborted `txn` and the last commit stands."""
+        with full_errors():
             txn.commit()
-        except lmdb.MapFullError as exc:
-            raise StoreFull(f"the store is full: {exc}") from exc
+
+    def used_bytes(self, txn: lmdb.Transaction) -> int:
+        """Bytes of pages the collection's databases use as `txn` sees them (free pages excluded)."""
+        pages = 0
+        for db in self.db.values():
+            st = txn.stat(db)
+            pages += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+        return pages * self.page_size
+
+    def check_room(self, txn: lmdb.Transaction) -> None:
+        """Raise `StoreFull` if `txn` would leave more than the cap in use (call before commit).
+
+        Only writes that add data call this; deletes and maintenance may use the headroom.
+        """
+        if not self.max_bytes:
+            return
+        used = self.used_bytes(txn)
+        if used > self.max_bytes:
+            raise StoreFull(
+                f"store {self.path.parent.name} would hold {used} bytes, over its cap of "
+                f"{self.max_bytes}; the write was not applied (delete points or raise the cap)"
+            )
 
     # -- meta ----------------------------------------------------------------------------
 

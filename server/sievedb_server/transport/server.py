@@ -123,6 +123,7 @@ def create_server(
     max_workers: int = 16,
     max_message_mb: int = 64,
     security: SecurityConfig | None = None,
+    engine_options: dict[str, Any] | None = None,
 ) -> tuple[SieveServer, int]:
     """Bind `address` (port 0 picks a free port) and return `(server, real_port)`, unstarted.
 
@@ -130,6 +131,7 @@ def create_server(
     Requests or responses above `max_message_mb` fail with RESOURCE_EXHAUSTED.
     `security` adds TLS and API keys; binding a non-loopback address without them raises
     `InsecureBind` (before anything is opened) unless `security.allow_insecure`.
+    `engine_options` are keyword arguments of that `Engine` (store cap, checkpoint interval).
     """
     security = security or SecurityConfig()
     for warning in security.check_bind(address):
@@ -139,7 +141,7 @@ def create_server(
     if engine is None:
         from sievedb_server.core.engine import Engine
 
-        engine = Engine(data_dir)
+        engine = Engine(data_dir, **(engine_options or {}))
     max_bytes = max_message_mb * 1024 * 1024
     gate = ShutdownGate()
     server = grpc.server(
@@ -194,6 +196,7 @@ def serve_forever(
     signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
     blas_threads: int | None = 1,
     security: SecurityConfig | None = None,
+    engine_options: dict[str, Any] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully (must run in the main thread).
 
@@ -212,6 +215,7 @@ def serve_forever(
         max_workers=max_workers,
         max_message_mb=max_message_mb,
         security=security,
+        engine_options=engine_options,
     )
     stop_requested = threading.Event()
 
