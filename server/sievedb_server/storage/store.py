@@ -29,6 +29,10 @@ MDB_MAP_FULL (raised by the `put` that needs a page, or at commit while saving t
 list; the transaction is then unusable and is aborted), and ENOSPC / EFBIG / EDQUOT from
 the OS (LMDB reports them from commit, after which LMDB has aborted the transaction and
 the last committed state is intact; the vector file reports them when it reserves blocks).
+LMDB reports a *short* write as EIO, which is what a write that reaches the end of the
+disk (or RLIMIT_FSIZE) usually is; an EIO from commit counts as "full" only when the
+filesystem has under `LOW_SPACE_BYTES` free or a file of the store is at the size limit,
+otherwise it stays an unexpected I/O error.
 Callers wrap their write paths in `full_errors()` and update in-memory state only after a
 successful commit, so a refused write changes nothing.
 """
@@ -36,6 +40,8 @@ successful commit, so a refused write changes nothing.
 from __future__ import annotations
 
 import errno
+import os
+import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,11 +53,19 @@ from sievedb_server.core.types import Attributes, CollectionSpec, PointId
 from sievedb_server.errors import CorruptData, StoreFull
 from sievedb_server.storage import layout, serde
 
-__all__ = ["DEFAULT_MAP_SIZE", "CollectionStore", "full_errors", "headroom", "is_full_error"]
+__all__ = [
+    "DEFAULT_MAP_SIZE",
+    "CollectionStore",
+    "full_errors",
+    "headroom",
+    "is_full_error",
+    "no_room_left",
+]
 
 DEFAULT_MAP_SIZE = 1 << 40  # virtual address space only; the file grows with the data
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 MIN_HEADROOM = 16 << 20
+LOW_SPACE_BYTES = 64 << 20  # an EIO with less free space than this is a short write
 
 
 def headroom(max_bytes: int) -> int:
@@ -59,29 +73,51 @@ def headroom(max_bytes: int) -> int:
     return max(max_bytes // 8, MIN_HEADROOM)
 
 
-def is_full_error(exc: BaseException) -> bool:
-    """True for LMDB's map-full and for the OS's no-space / file-too-large errors."""
+def is_full_error(exc: BaseException, folder: Path | None = None) -> bool:
+    """True for LMDB's map-full and for the OS's no-space / file-too-large errors.
+
+    With `folder` (the store's), an LMDB EIO counts too when space there has run out.
+    """
     if isinstance(exc, lmdb.MapFullError):
         return True
     if isinstance(exc, lmdb.Error):
-        return getattr(exc, "code", 0) in FULL_ERRNOS
+        code = getattr(exc, "code", 0)
+        if code == errno.EIO and folder is not None:
+            return no_room_left(folder)
+        return code in FULL_ERRNOS
     return isinstance(exc, OSError) and exc.errno in FULL_ERRNOS
 
 
+def no_room_left(folder: Path) -> bool:
+    """Whether the filesystem holding `folder`, or this process's file-size limit, is spent."""
+    try:
+        st = os.statvfs(folder)
+        if st.f_bavail * st.f_frsize < LOW_SPACE_BYTES:
+            return True
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft == resource.RLIM_INFINITY:
+            return False
+        biggest = max((p.stat().st_size for p in folder.iterdir() if p.is_file()), default=0)
+        return biggest >= soft - (1 << 20)
+    except OSError:
+        return False
+
+
 @contextmanager
-def full_errors(what: str = "the store") -> Iterator[None]:
+def full_errors(what: str = "the store", folder: Path | None = None) -> Iterator[None]:
     """Re-raise running out of space inside the block as `StoreFull` (RESOURCE_EXHAUSTED).
 
     The block must already abort its transaction on any exception; this only translates.
+    `folder` lets an LMDB EIO (a short write) count when the disk there is full.
     """
     try:
         yield
     except StoreFull:
         raise
     except (lmdb.Error, OSError) as exc:
-        if not is_full_error(exc):
+        if not is_full_error(exc, folder):
             raise
-        raise StoreFull(f"{what} is full, the write was not applied: {exc}") from exc
+        raise StoreFull(f"{what} is full: {exc}") from exc
 
 
 class CollectionStore:
@@ -122,10 +158,9 @@ class CollectionStore:
     def write(self) -> lmdb.Transaction:
         return self.env.begin(write=True)
 
-    @staticmethod
-    def commit(txn: lmdb.Transaction) -> None:
+    def commit(self, txn: lmdb.Transaction) -> None:
         """Commit; on failure LMDB has already aborted `txn` and the last commit stands."""
-        with full_errors():
+        with full_errors(folder=self.path):
             txn.commit()
 
     def used_bytes(self, txn: lmdb.Transaction) -> int:
