@@ -81,15 +81,16 @@ class VectorArray:
         rows = max(needed, self.reserved + self.reserved // 8, 1024)
         row_bytes = self.dim * 4
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        start = self.reserved * row_bytes
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
-                os.posix_fallocate(fd, 0, rows * row_bytes)
+                os.posix_fallocate(fd, start, rows * row_bytes - start)
             except OSError:
                 if rows == needed:
                     raise
                 rows = needed  # the generous step did not fit: try exactly what is needed
-                os.posix_fallocate(fd, 0, rows * row_bytes)
+                os.posix_fallocate(fd, start, rows * row_bytes - start)
         finally:
             os.close(fd)
         self.reserved = rows
