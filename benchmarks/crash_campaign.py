@@ -13,7 +13,9 @@ filter, bulk loads over the streaming RPC), each recording every acknowledged wr
 * ``mid-bulk-load``  while a bulk load stream has chunks acknowledged and more in flight;
 * ``mid-indexing``   after a bulk load returned, while the background indexer lags
                      (`indexed_count < point_count` observed just before the kill);
-* ``after-ack``      from the writer thread, right after an acknowledgement arrived.
+* ``after-ack``      from the writer thread, right after an acknowledgement arrived;
+* ``mid-checkpoint`` while the periodic checkpoint is writing the graph (its temporary
+                     file exists).
 
 With the server down, the data folder is opened in-process: `core.verify.find_problems`
 (live set, posting lists and numeric indexes against a recomputation from LMDB, graph
@@ -59,7 +61,7 @@ log = logging.getLogger("crash_campaign")
 
 NAME = "crash"
 TAGS = ("a", "b", "c", "d", "e", "f")
-MOMENTS = ("random", "mid-upsert", "mid-bulk-load", "mid-indexing", "after-ack")
+MOMENTS = ("random", "mid-upsert", "mid-bulk-load", "mid-indexing", "after-ack", "mid-checkpoint")
 SCHEMA = {"owner": "integer", "tag": "keyword", "ver": "integer"}
 
 
@@ -334,7 +336,7 @@ def _wait_for(pred: Any, ctrl: Controller, timeout: float) -> bool:
 
 def run_round(
     server: ServerProc, journals: list[WriterJournal], cfg: CampaignConfig, round_no: int,
-    moment: str, rng: np.random.Generator,
+    moment: str, rng: np.random.Generator, data_dir: Path,
 ) -> dict[str, Any]:
     """Run the workload and kill the server at `moment`; returns the round's record."""
     from sievedb import Client
@@ -382,6 +384,11 @@ def run_round(
                     note = f"indexed {info.indexed_count} of {info.point_count}"
                     break
         note = note or "indexer never seen lagging"
+    elif moment == "mid-checkpoint":
+        ctrl.killed.wait(delay / 4)
+        tmp = data_dir / "collections" / NAME / "index.hnsw.tmp"
+        hit = _wait_for(tmp.exists, ctrl, budget)
+        note = "" if hit else "no checkpoint seen"
     elif moment == "after-ack":
         ctrl.killed.wait(delay / 2)
         ctrl.kill_on_ack.set()
@@ -559,7 +566,7 @@ def run_campaign(cfg: CampaignConfig, work_dir: Path) -> dict[str, Any]:
             server.proc.send_signal(signal.SIGTERM)
             clean_exit = server.proc.wait(timeout=120)
             break
-        rec = run_round(server, journals, cfg, r, moments[r], rng)
+        rec = run_round(server, journals, cfg, r, moments[r], rng, data_dir)
         offline = check_offline(data_dir)
         rec.update(
             open_s=offline["open_s"], pending_at_open=offline["pending_at_open"],
