@@ -233,7 +233,9 @@ class Writer(threading.Thread):
                     if i % 2 == 0:
                         vecs[i] = np.frombuffer(self.journal.points[pid][0], dtype="<f4")
             attrs = [self._attrs() for _ in ids]
-            chunk = {pid: state_of(v, a) for pid, v, a in zip(ids, vecs, attrs)}
+            chunk: dict[str, State | None] = {
+                pid: state_of(v, a) for pid, v, a in zip(ids, vecs, attrs)
+            }
             return Op(kind, [chunk]), {"ids": ids, "vectors": vecs, "attributes": attrs}
         if kind == "delete":
             return Op(kind, [dict.fromkeys(ids)]), {"ids": ids}
@@ -261,7 +263,8 @@ class Writer(threading.Thread):
         tags = self.rng.integers(len(TAGS), size=len(ids)).tolist()
         version = self.journal.version
         attrs = [{"owner": self.journal.writer, "tag": TAGS[t], "ver": version} for t in tags]
-        chunks, rows = [], []
+        chunks: list[dict[str, State | None]] = []
+        rows: list[int] = []
         for start in range(0, len(ids), chunk):
             stop = min(start + chunk, len(ids))
             chunks.append({

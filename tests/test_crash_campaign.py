@@ -38,8 +38,9 @@ def test_a_few_kill_points_lose_nothing(tmp_path: Path) -> None:
 def _journal_with_inflight_bulk() -> tuple[WriterJournal, list]:
     j = WriterJournal(0)
     a, b, c, d = (state_of([float(i)], {"ver": i}) for i in range(4))
-    j.begin(Op("upsert", [{"p1": a}]))
-    j.ack_chunk(j.inflight)
+    first = Op("upsert", [{"p1": a}])
+    j.begin(first)
+    j.ack_chunk(first)
     op = Op("bulk", [{"p2": b}, {"p3": c, "p1": d}], load_id="x", chunk_rows=[1, 3])
     j.begin(op)
     return j, [a, b, c, d]
