@@ -606,6 +606,10 @@ def run_campaign(cfg: CampaignConfig, work_dir: Path) -> dict[str, Any]:
 
 def _markdown(doc: dict[str, Any]) -> str:
     t = doc["totals"]
+    inflight = sum(len(r["inflight"]) for r in doc["rounds"])
+    landed = sum(
+        1 for r in doc["rounds"] for s in r["landed"] if not s.split(": ", 1)[1].startswith("0 of")
+    )
     lines = [
         (f"Kill points: **{t['kill_points']}**; acknowledged point writes: "
         f"{t['acknowledged_point_writes']}; acknowledged points checked after restarts: "
@@ -617,7 +621,11 @@ def _markdown(doc: dict[str, Any]) -> str:
         "",
         "Kill moments: " + ", ".join(f"{k} {v}" for k, v in sorted(t["moments"].items())) + ".",
         "",
+        (f"Writes in flight at the kills: {inflight}, of which {landed} had unacknowledged "
+         "chunks land (all settled atomically and in order)."),
+        "",
         "Parameters: " + ", ".join(f"{k}={v}" for k, v in doc["parameters"].items()) + ".",
+        "",
         "",
     ]
     rows = [
