@@ -63,7 +63,7 @@ from sievedb_server.index.hnsw import HnswIndex
 from sievedb_server.index.idmap import LabelIds
 from sievedb_server.index.vectors import VectorArray
 from sievedb_server.storage import layout, serde
-from sievedb_server.storage.store import CollectionStore, full_errors
+from sievedb_server.storage.store import CollectionStore, full_errors, raise_if_full
 
 __all__ = ["Collection"]
 
@@ -104,10 +104,10 @@ class Collection:
         if spec is not None:
             txn = self.store.write()
             try:
-                with full_errors():
-                    self.store.init_meta(txn, spec)
-            except BaseException:
+                self.store.init_meta(txn, spec)
+            except BaseException as exc:
                 txn.abort()
+                raise_if_full(exc)
                 raise
             self.store.commit(txn)
         with self.store.read() as txn:
@@ -233,14 +233,14 @@ class Collection:
             staged = StagedChanges()
             txn = self.store.write()
             try:
-                with full_errors():
-                    txn.drop(self.store.db["postings"], delete=False)
-                    txn.drop(self.store.db["numeric"], delete=False)
-                    for label, _ in list(self.store.iter_labels(txn)):
-                        fresh.stage(staged, label, None, self.store.attributes(txn, label))
-                    fresh.write(staged, txn, self.store.db["postings"], self.store.db["numeric"])
-            except BaseException:
+                txn.drop(self.store.db["postings"], delete=False)
+                txn.drop(self.store.db["numeric"], delete=False)
+                for label, _ in list(self.store.iter_labels(txn)):
+                    fresh.stage(staged, label, None, self.store.attributes(txn, label))
+                fresh.write(staged, txn, self.store.db["postings"], self.store.db["numeric"])
+            except BaseException as exc:
                 txn.abort()
+                raise_if_full(exc)
                 raise
             with self._index_lock.write():
                 self.store.commit(txn)
@@ -371,43 +371,43 @@ class Collection:
         indexed = bool(self.attr_index.fields)
         txn = self.store.write()
         try:
-            with full_errors():
-                seq = self.store.watermark(txn) + 1
-                next_label = self.store.next_label(txn)
-                staged = StagedChanges()
-                packed: list[bytes | None] = []
-                id_keys = [layout.encode_point_id(pid) for pid in ids]
-                for i, pid in enumerate(ids):
-                    label = self.store.label_of_key(txn, id_keys[i])
-                    attrs = attributes[i] if attributes is not None else None
-                    if label is None:
-                        label, next_label = next_label, next_label + 1
-                        new[i] = True
-                        created.append((label, pid))
-                    if indexed:
-                        old = None if new[i] else self.store.attributes(txn, label)
-                        self.attr_index.stage(staged, label, old, attrs)
-                    packed.append(serde.pack_attributes(attrs) if attrs else None)
-                    labels[i] = label
-                self.store.put_points_bulk(txn, labels, id_keys, vectors, packed, new)
-                self.attr_index.write(staged, txn, self.store.db["postings"],
-                                      self.store.db["numeric"])
-                self.store.append_log(txn, seq, labels)
-                self.store.set_counters(txn, seq, next_label)
-                if load_id:
-                    self.store.set_load_rows(txn, load_id, load_rows)
-                self.store.check_room(txn)
-        except BaseException:
+            seq = self.store.watermark(txn) + 1
+            next_label = self.store.next_label(txn)
+            staged = StagedChanges()
+            packed: list[bytes | None] = []
+            id_keys = [layout.encode_point_id(pid) for pid in ids]
+            for i, pid in enumerate(ids):
+                label = self.store.label_of_key(txn, id_keys[i])
+                attrs = attributes[i] if attributes is not None else None
+                if label is None:
+                    label, next_label = next_label, next_label + 1
+                    new[i] = True
+                    created.append((label, pid))
+                if indexed:
+                    old = None if new[i] else self.store.attributes(txn, label)
+                    self.attr_index.stage(staged, label, old, attrs)
+                packed.append(serde.pack_attributes(attrs) if attrs else None)
+                labels[i] = label
+            self.store.put_points_bulk(txn, labels, id_keys, vectors, packed, new)
+            self.attr_index.write(staged, txn, self.store.db["postings"],
+                                  self.store.db["numeric"])
+            self.store.append_log(txn, seq, labels)
+            self.store.set_counters(txn, seq, next_label)
+            if load_id:
+                self.store.set_load_rows(txn, load_id, load_rows)
+            self.store.check_room(txn)
+        except BaseException as exc:
             txn.abort()
+            raise_if_full(exc)
             raise
         with self._index_lock.write():
             # Room in the derived structures first (the vector file reserves disk blocks):
             # if that fails the batch is refused before LMDB commits and nothing changes.
             try:
-                with full_errors("the vector file"):
-                    self._grow(int(labels.max()) + 1)
-            except BaseException:
+                self._grow(int(labels.max()) + 1)
+            except BaseException as exc:
                 txn.abort()
+                raise_if_full(exc, "the vector file")
                 raise
             self.store.commit(txn)
             self._watermark = seq
@@ -507,28 +507,28 @@ class Collection:
         with self._write_mutex:
             txn = self.store.write()
             try:
-                with full_errors():  # a delete needs free pages too (copy-on-write)
-                    labels = []
-                    staged = StagedChanges()
-                    for pid in dict.fromkeys(ids):
-                        label = self.store.label_of(txn, pid)
-                        if label is not None:
-                            if self.attr_index.fields:
-                                old = self.store.attributes(txn, label)
-                                self.attr_index.stage(staged, label, old, None)
-                            self.store.delete_point(txn, label, pid)
-                            labels.append(label)
-                    if not labels:
-                        txn.abort()
-                        return 0, self._watermark
-                    seq = self.store.watermark(txn) + 1
-                    arr = np.asarray(labels, dtype=np.int64)
-                    self.attr_index.write(staged, txn, self.store.db["postings"],
-                                          self.store.db["numeric"])
-                    self.store.append_log(txn, seq, arr)
-                    self.store.set_counters(txn, seq, self.store.next_label(txn))
-            except BaseException:
+                labels = []
+                staged = StagedChanges()
+                for pid in dict.fromkeys(ids):
+                    label = self.store.label_of(txn, pid)
+                    if label is not None:
+                        if self.attr_index.fields:
+                            old = self.store.attributes(txn, label)
+                            self.attr_index.stage(staged, label, old, None)
+                        self.store.delete_point(txn, label, pid)
+                        labels.append(label)
+                if not labels:
+                    txn.abort()
+                    return 0, self._watermark
+                seq = self.store.watermark(txn) + 1
+                arr = np.asarray(labels, dtype=np.int64)
+                self.attr_index.write(staged, txn, self.store.db["postings"],
+                                      self.store.db["numeric"])
+                self.store.append_log(txn, seq, arr)
+                self.store.set_counters(txn, seq, self.store.next_label(txn))
+            except BaseException as exc:
                 txn.abort()
+                raise_if_full(exc)
                 raise
             with self._index_lock.write():
                 self.store.commit(txn)
@@ -626,12 +626,12 @@ class Collection:
                         attrs = self.store.attributes(txn, label) or {}
                         validate(schema, attrs)
                         fresh.stage(staged, label, None, attrs)
-                with full_errors():
-                    fresh.write(staged, txn, self.store.db["postings"], self.store.db["numeric"])
-                    self.store.put_spec(txn, spec)
-                    self.store.check_room(txn)
-            except BaseException:
+                fresh.write(staged, txn, self.store.db["postings"], self.store.db["numeric"])
+                self.store.put_spec(txn, spec)
+                self.store.check_room(txn)
+            except BaseException as exc:
                 txn.abort()
+                raise_if_full(exc)
                 raise
             self.store.commit(txn)
             index = AttributeIndex(schema)
@@ -898,10 +898,10 @@ class Collection:
                 self.graph.save(watermark)
             txn = self.store.write()
             try:
-                with full_errors():
-                    self.store.truncate_log(txn, watermark)
-            except BaseException:
+                self.store.truncate_log(txn, watermark)
+            except BaseException as exc:
                 txn.abort()
+                raise_if_full(exc)
                 raise
             self.store.commit(txn)
             self._index_watermark = watermark

@@ -57,7 +57,7 @@ from sievedb_server.errors import (
 )
 from sievedb_server.filters.model import Filter, Match
 from sievedb_server.storage import layout
-from sievedb_server.storage.store import full_errors
+from sievedb_server.storage.store import raise_if_full
 
 if TYPE_CHECKING:
     from sievedb_server.core.collection import Collection
@@ -251,15 +251,15 @@ class ModelRegistry:
     ) -> None:
         txn = self._store.write()
         try:
-            with full_errors():
-                if clear_probes:
-                    txn.drop(self._store.db["probes"], delete=False)
-                for db, key in deletes:
-                    txn.delete(key, db=self._store.db[db])
-                for db, key, value in puts:
-                    txn.put(key, value, db=self._store.db[db])
-        except BaseException:
+            if clear_probes:
+                txn.drop(self._store.db["probes"], delete=False)
+            for db, key in deletes:
+                txn.delete(key, db=self._store.db[db])
+            for db, key, value in puts:
+                txn.put(key, value, db=self._store.db[db])
+        except BaseException as exc:
             txn.abort()
+            raise_if_full(exc)
             raise
         self._store.commit(txn)
 

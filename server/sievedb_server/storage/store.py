@@ -33,8 +33,8 @@ LMDB reports a *short* write as EIO, which is what a write that reaches the end 
 disk (or RLIMIT_FSIZE) usually is; an EIO from commit counts as "full" only when the
 filesystem has under `LOW_SPACE_BYTES` free or a file of the store is at the size limit,
 otherwise it stays an unexpected I/O error.
-Callers wrap their write paths in `full_errors()` and update in-memory state only after a
-successful commit, so a refused write changes nothing.
+Callers translate with `raise_if_full` / `full_errors()` and update in-memory state only
+after a successful commit, so a refused write changes nothing.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ __all__ = [
     "headroom",
     "is_full_error",
     "no_room_left",
+    "raise_if_full",
 ]
 
 DEFAULT_MAP_SIZE = 1 << 40  # virtual address space only; the file grows with the data
@@ -103,21 +104,24 @@ def no_room_left(folder: Path) -> bool:
         return False
 
 
-@contextmanager
-def full_errors(what: str = "the store", folder: Path | None = None) -> Iterator[None]:
-    """Re-raise running out of space inside the block as `StoreFull` (RESOURCE_EXHAUSTED).
+def raise_if_full(exc: BaseException, what: str = "the store", folder: Path | None = None) -> None:
+    """Raise `StoreFull` (RESOURCE_EXHAUSTED) from `exc` if it means space ran out.
 
-    The block must already abort its transaction on any exception; this only translates.
+    For `except` clauses that have aborted their transaction: `raise_if_full(exc); raise`.
     `folder` lets an LMDB EIO (a short write) count when the disk there is full.
     """
+    if isinstance(exc, (lmdb.Error, OSError)) and is_full_error(exc, folder):
+        raise StoreFull(f"{what} is full: {exc}") from exc
+
+
+@contextmanager
+def full_errors(what: str = "the store", folder: Path | None = None) -> Iterator[None]:
+    """Re-raise running out of space inside the block as `StoreFull` (see `raise_if_full`)."""
     try:
         yield
-    except StoreFull:
+    except Exception as exc:
+        raise_if_full(exc, what, folder)
         raise
-    except (lmdb.Error, OSError) as exc:
-        if not is_full_error(exc, folder):
-            raise
-        raise StoreFull(f"{what} is full: {exc}") from exc
 
 
 class CollectionStore:
