@@ -12,7 +12,7 @@ from sievedb._values import decode_value as client_decode_value
 from sievedb._values import encode_value as client_encode_value
 from sievedb.filters import F
 from sievedb_proto.v1 import sievedb_pb2 as pb
-from sievedb_server.errors import InvalidAttributes, InvalidFilter
+from sievedb_server.errors import InvalidAttributes, InvalidFilter, RequestTooLarge
 from sievedb_server.filters.model import (
     Condition,
     Filter,
@@ -228,7 +228,7 @@ def test_decode_rejects_deep_nesting() -> None:
     msg = pb.Filter(must=[encode_condition(IsNull("a"))])
     for _ in range(40):
         msg = pb.Filter(must=[pb.Condition(filter=msg)])
-    with pytest.raises(InvalidFilter, match="nested deeper than 32"):
+    with pytest.raises(RequestTooLarge, match="depth is 33; the limit is 32"):
         decode_filter(msg)
 
 

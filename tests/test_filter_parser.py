@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sievedb_server.errors import InvalidFilter
+from sievedb_server.errors import InvalidFilter, RequestTooLarge
 from sievedb_server.filters.model import (
     Filter,
     HasId,
@@ -208,11 +208,12 @@ def test_multiline_error_names_the_line() -> None:
 
 
 def test_nesting_and_length_limits() -> None:
-    with pytest.raises(InvalidFilter, match="nested deeper than"):
+    # Size limits are RESOURCE_EXHAUSTED (RequestTooLarge) and name the limit.
+    with pytest.raises(RequestTooLarge, match="nested deeper than 32 .*max_filter_depth"):
         parse("(" * 100 + "a == 1" + ")" * 100)
-    with pytest.raises(InvalidFilter, match="nested deeper than"):
+    with pytest.raises(RequestTooLarge, match="nested deeper than"):
         parse("not " * 100 + "a == 1")
-    with pytest.raises(InvalidFilter, match="characters long"):
+    with pytest.raises(RequestTooLarge, match="max_filter_expr_chars"):
         parse("a == 1 or " * (MAX_EXPR_CHARS // 10) + "a == 12")
     assert parse("(" * 20 + "a == 1" + ")" * 20) == Filter(must=(Match("a", 1),))
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sievedb_server.errors import InvalidFilter
+from sievedb_server.errors import InvalidFilter, RequestTooLarge
 from sievedb_server.filters.model import (
     Filter,
     HasId,
@@ -239,9 +239,9 @@ def test_depth_size_and_limits() -> None:
     for _ in range(40):
         deep = Filter(must=(deep,))
     assert deep.depth() == 41
-    with pytest.raises(InvalidFilter, match="nested 41 levels"):
+    with pytest.raises(RequestTooLarge, match="depth is 41; the limit is 32"):
         check_limits(deep)
-    with pytest.raises(InvalidFilter, match="nodes"):
+    with pytest.raises(RequestTooLarge, match="nodes"):
         check_limits(Filter(must=(MatchAny("a", range(20_000)),)))
     assert check_limits(flat) is flat
 

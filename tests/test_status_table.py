@@ -18,6 +18,8 @@ EXPECTED_ROWS: list[tuple[type[server_errors.SieveError], grpc.StatusCode]] = [
     (server_errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (server_errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (server_errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (server_errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (server_errors.Cancelled, grpc.StatusCode.CANCELLED),
     (server_errors.DataLoss, grpc.StatusCode.DATA_LOSS),
     (server_errors.InternalError, grpc.StatusCode.INTERNAL),
     (server_errors.SieveError, grpc.StatusCode.INTERNAL),
@@ -116,7 +118,7 @@ def test_client_maps_each_row_back(cls: type[server_errors.SieveError]) -> None:
         (grpc.StatusCode.INTERNAL, client_errors.InternalError),
         (grpc.StatusCode.DEADLINE_EXCEEDED, client_errors.DeadlineExceeded),
         (grpc.StatusCode.UNKNOWN, client_errors.InternalError),
-        (grpc.StatusCode.CANCELLED, client_errors.SieveDBError),
+        (grpc.StatusCode.CANCELLED, client_errors.Cancelled),
     ],
     ids=lambda v: getattr(v, "name", ""),
 )

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sievedb.cli_limits import add_serve_limit_args, limits_from_args
 from sievedb.cli_security import (
     add_client_security_args,
     add_serve_security_args,
@@ -148,6 +149,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             insecure=args.insecure,
         )
         security.check_bind(f"{args.host}:{args.port}")  # refuse before creating the data dir
+        try:
+            limits = limits_from_args(args)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
         Path(args.data_dir).mkdir(parents=True, exist_ok=True)
         serve_forever(
             f"{args.host}:{args.port}",
@@ -161,6 +166,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "store_max_bytes": max(args.max_store_mb, 0) << 20,
                 "checkpoint_interval_s": args.checkpoint_interval,
             },
+            limits=limits,
         )
     except SECURITY_ERRORS as exc:
         raise CliError(str(exc)) from None
@@ -322,6 +328,7 @@ def _add_builtin_commands(sub: Any) -> None:
         help="seconds between index checkpoints (bounds replay after a crash; default 30)",
     )
     add_serve_security_args(p)
+    add_serve_limit_args(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(

@@ -24,6 +24,7 @@ as a refused connection or an oversized message, carry only a status code).
     ├── PermissionDenied         PERMISSION_DENIED
     ├── Unavailable              UNAVAILABLE
     ├── DeadlineExceeded         DEADLINE_EXCEEDED
+    ├── Cancelled                CANCELLED
     ├── DataLoss                 DATA_LOSS
     └── InternalError            INTERNAL, UNKNOWN
 """
@@ -36,6 +37,7 @@ import grpc
 
 __all__ = [
     "AlreadyExists",
+    "Cancelled",
     "CollectionNotFound",
     "DataLoss",
     "DeadlineExceeded",
@@ -153,6 +155,10 @@ class DeadlineExceeded(SieveDBError):
     pass
 
 
+class Cancelled(SieveDBError):
+    pass
+
+
 class DataLoss(SieveDBError):
     pass
 
@@ -183,6 +189,7 @@ _BY_CODE: dict[grpc.StatusCode, type[SieveDBError]] = {
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.CANCELLED: Cancelled,
     grpc.StatusCode.DATA_LOSS: DataLoss,
     grpc.StatusCode.INTERNAL: InternalError,
     grpc.StatusCode.UNKNOWN: InternalError,

@@ -28,6 +28,9 @@ and the client maps status + reason back to typed exceptions. Every class has a 
     ├── PermissionDenied             PERMISSION_DENIED
     ├── Unavailable                  UNAVAILABLE
     │   └── ShuttingDown
+    ├── DeadlineExceeded             DEADLINE_EXCEEDED  the caller's deadline passed mid-work
+    │   └── StreamIdle                   a client stream sent nothing for too long
+    ├── Cancelled                    CANCELLED          the caller went away mid-work
     ├── DataLoss                     DATA_LOSS
     │   └── CorruptData
     └── InternalError                INTERNAL
@@ -37,10 +40,12 @@ from __future__ import annotations
 
 __all__ = [
     "AlreadyExists",
+    "Cancelled",
     "CollectionExists",
     "CollectionNotFound",
     "CorruptData",
     "DataLoss",
+    "DeadlineExceeded",
     "DimensionMismatch",
     "FailedPrecondition",
     "IncompatibleModel",
@@ -60,6 +65,7 @@ __all__ = [
     "ShuttingDown",
     "SieveError",
     "StoreFull",
+    "StreamIdle",
     "TooManyResults",
     "Unauthenticated",
     "Unavailable",
@@ -166,6 +172,18 @@ class Unavailable(SieveError):
 
 class ShuttingDown(Unavailable):
     reason = "SHUTTING_DOWN"
+
+
+class DeadlineExceeded(SieveError):
+    reason = "DEADLINE_EXCEEDED"
+
+
+class StreamIdle(DeadlineExceeded):
+    reason = "STREAM_IDLE"
+
+
+class Cancelled(SieveError):
+    reason = "CANCELLED"
 
 
 class DataLoss(SieveError):

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from pyroaring import BitMap
 
+from sievedb_server.core import deadline
 from sievedb_server.core.query import AllowedSet, QueryOutcome, resolve_filter, run_query
 from sievedb_server.core.rwlock import RWLock
 from sievedb_server.core.types import (
@@ -396,6 +397,7 @@ class Collection:
             if load_id:
                 self.store.set_load_rows(txn, load_id, load_rows)
             self.store.check_room(txn)
+            deadline.checkpoint("commit")  # past the deadline: abort, nothing is written
         except BaseException as exc:
             txn.abort()
             raise_if_full(exc)
@@ -509,7 +511,9 @@ class Collection:
             try:
                 labels = []
                 staged = StagedChanges()
-                for pid in dict.fromkeys(ids):
+                for n, pid in enumerate(dict.fromkeys(ids)):
+                    if n % 1024 == 1023:
+                        deadline.checkpoint("delete")
                     label = self.store.label_of(txn, pid)
                     if label is not None:
                         if self.attr_index.fields:
@@ -526,6 +530,7 @@ class Collection:
                                       self.store.db["numeric"])
                 self.store.append_log(txn, seq, arr)
                 self.store.set_counters(txn, seq, self.store.next_label(txn))
+                deadline.checkpoint("commit")
             except BaseException as exc:
                 txn.abort()
                 raise_if_full(exc)
@@ -580,7 +585,9 @@ class Collection:
         more = begin + limit < len(labels)
         points: list[Point] = []
         with self.store.read() as txn:
-            for label in page.tolist():
+            for n, label in enumerate(page.tolist()):
+                if n % 256 == 255:
+                    deadline.checkpoint("scroll")
                 pid = self.store.id_of(txn, label)
                 if pid is None:
                     continue
@@ -693,6 +700,7 @@ class Collection:
                 outcomes = []
                 allowed_sets = []
                 for q, flt in zip(queries, flts):
+                    deadline.checkpoint("search batch")
                     allowed = None
                     if flt is not None:
                         allowed = resolved.get(id(flt))
@@ -732,6 +740,7 @@ class Collection:
         Exact strategies already scanned every allowed live label (pending ones included).
         """
         for i, outcome in enumerate(outcomes):
+            deadline.checkpoint("search batch")
             strategy = outcome.plan.strategy
             if strategy == "empty" or strategy.endswith("exact"):
                 continue

@@ -4,6 +4,9 @@
 them, and runs a background checkpointer that saves dirty HNSW graphs (bounding replay time
 after a crash). The gRPC servicer is a thin translation onto these methods, and tests drive
 both and compare (congruence). All methods are thread-safe and raise `sievedb_server.errors`.
+
+Requests are bounded by `self.limits` (`sievedb_server.limits`); long work stops at
+`deadline.checkpoint`s once the calling RPC's deadline passed or it was cancelled.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from sievedb_server.core import deadline
 from sievedb_server.core.aliases import AliasTable
 from sievedb_server.core.collection import Collection
 from sievedb_server.core.imports import Importer, ImportOperation, ImportSource
@@ -50,14 +54,16 @@ from sievedb_server.errors import (
 from sievedb_server.filters.model import Filter, check_limits
 from sievedb_server.filters.planner import DEFAULT_PLANNER, PlannerConfig
 from sievedb_server.filters.schema import validate_attributes, validate_filter
+from sievedb_server.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["Engine"]
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 100_000
+MAX_BATCH = DEFAULT_LIMITS.max_batch_points  # the defaults, under their old names
 LOAD_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-MAX_K = 10_000
+MAX_K = DEFAULT_LIMITS.max_k
+_CHECK_EVERY = 1024  # rows validated between deadline checkpoints
 
 
 class Engine:
@@ -69,11 +75,13 @@ class Engine:
         checkpoint_interval_s: float = 30.0,
         planner: PlannerConfig = DEFAULT_PLANNER,
         store_max_bytes: int = 0,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         """`store_max_bytes` > 0 caps each collection's LMDB store (see `storage.store`)."""
         self.data_dir = Path(data_dir)
         self.store_max_bytes = store_max_bytes
         self.planner = planner
+        self.limits = limits
         self.root = self.data_dir / "collections"
         self.root.mkdir(parents=True, exist_ok=True)
         self.sync = sync
@@ -114,12 +122,13 @@ class Engine:
         return self._get(name)
 
     def create_collection(self, spec: CollectionSpec) -> CollectionInfo:
-        spec.validate()
+        spec.validate(self.limits)
         with self._lock:
             if self._closed:
                 raise ShuttingDown("the engine is shutting down")
             if spec.name in self._collections:
                 raise CollectionExists(f"collection {spec.name!r} already exists")
+            self.limits.check("max_collections", len(self._collections) + 1)
             if self.aliases.resolve(spec.name) != spec.name:
                 raise CollectionExists(f"{spec.name!r} is an alias; pick another name")
             # Build in a hidden folder and rename, so a crash never leaves half a collection.
@@ -172,15 +181,14 @@ class Engine:
         if not fields:
             raise InvalidArgument("update_schema needs at least one field")
         coll.update_schema(
-            list(fields), lambda schema, attrs: validate_attributes(schema, attrs)
+            list(fields), lambda schema, attrs: validate_attributes(schema, attrs, self.limits)
         )
         return coll.info()
 
-    @staticmethod
-    def _check_filter(coll: Collection, flt: Filter | None) -> Filter | None:
+    def _check_filter(self, coll: Collection, flt: Filter | None) -> Filter | None:
         if flt is None or flt.is_empty():
             return None
-        check_limits(flt)
+        check_limits(flt, self.limits)
         return validate_filter(coll.spec.schema, flt)
 
     # -- points ----------------------------------------------------------------------------
@@ -195,8 +203,8 @@ class Engine:
             raise DimensionMismatch(
                 f"collection {coll.name!r} has dim {coll.dim}, {what} have dim {arr.shape[1]}"
             )
-        if arr.shape[0] > MAX_BATCH:
-            raise RequestTooLarge(f"at most {MAX_BATCH} {what} per request, got {arr.shape[0]}")
+        limit = "max_batch_queries" if what == "queries" else "max_batch_points"
+        self.limits.check(limit, arr.shape[0], f"the number of {what} in the request")
         arr = np.ascontiguousarray(arr, dtype=np.float32)
         finite = np.isfinite(arr).all(axis=1)
         if not finite.all():
@@ -233,10 +241,13 @@ class Engine:
             schema = coll.spec.schema
             attrs = []
             for i, a in enumerate(attributes):
+                if i % _CHECK_EVERY == _CHECK_EVERY - 1:
+                    deadline.checkpoint("validating attributes")
                 try:
-                    attrs.append(validate_attributes(schema, a) if a else None)
-                except InvalidArgument as exc:
+                    attrs.append(validate_attributes(schema, a, self.limits) if a else None)
+                except (InvalidArgument, RequestTooLarge) as exc:
                     raise type(exc)(f"point {checked[i]!r}: {exc.message}") from exc
+        deadline.checkpoint("before the write")
         return coll.upsert(checked, arr, attrs)
 
     def bulk_upsert(
@@ -274,9 +285,11 @@ class Engine:
                 schema = coll.spec.schema
                 attrs = []
                 for i, a in enumerate(attributes):
+                    if i % _CHECK_EVERY == _CHECK_EVERY - 1:
+                        deadline.checkpoint("validating attributes")
                     try:
-                        attrs.append(validate_attributes(schema, a) if a else None)
-                    except InvalidArgument as exc:
+                        attrs.append(validate_attributes(schema, a, self.limits) if a else None)
+                    except (InvalidArgument, RequestTooLarge) as exc:
                         raise type(exc)(
                             f"row {offset + i} (id {checked[i]!r}): {exc.message}"
                         ) from exc
@@ -292,6 +305,7 @@ class Engine:
             rows = max(done, offset + len(checked))
         else:
             rows = 0
+        deadline.checkpoint("before the write")
         return coll.bulk_upsert(checked, arr, attrs, load_id=load_id, load_rows=rows)
 
     def load_rows(self, name: str, load_id: str) -> int | None:
@@ -308,8 +322,9 @@ class Engine:
         """Read `source` (a path on the server) into `name` in the background; see `imports`."""
         if load_id and not LOAD_ID_RE.fullmatch(load_id):
             raise InvalidArgument(f"load id {load_id!r} must match {LOAD_ID_RE.pattern}")
-        if not 0 <= batch_size <= MAX_BATCH:
-            raise InvalidArgument(f"batch_size must be in [0, {MAX_BATCH}], got {batch_size}")
+        if batch_size < 0:
+            raise InvalidArgument(f"batch_size must be >= 0, got {batch_size}")
+        self.limits.check("max_batch_points", batch_size, "the import batch size")
         return self.imports.start(name, source, load_id, batch_size)
 
     def get_operation(self, op_id: str) -> ImportOperation:
@@ -365,8 +380,9 @@ class Engine:
         with_attributes: bool = True,
     ) -> ScrollPage:
         coll = self._get(name)
-        if not 1 <= limit <= MAX_K:
-            raise InvalidArgument(f"scroll limit must be in [1, {MAX_K}], got {limit}")
+        if limit < 1:
+            raise InvalidArgument(f"scroll limit must be positive, got {limit}")
+        self.limits.check("max_scroll_limit", limit)
         if cursor and len(cursor) != 8:
             raise InvalidArgument("scroll cursor is malformed; pass back next_cursor unchanged")
         return coll.scroll(
@@ -404,8 +420,9 @@ class Engine:
     ) -> list[SearchResult]:
         coll = self._get(name)
         params.validate()
-        if params.k > MAX_K:
-            raise InvalidArgument(f"k must be at most {MAX_K}, got {params.k}")
+        self.limits.check("max_k", params.k)
+        if params.ef is not None:
+            self.limits.check("max_ef", params.ef)
         arr = self._check_vectors(coll, queries, "queries")
         arr = prepare_queries(coll, model, arr)
         flts: list[Filter | None] | None = None
@@ -414,6 +431,7 @@ class Engine:
                 flts = [self._check_filter(coll, filters[0])] * len(arr)
             elif len(filters) == len(arr):
                 flts = [self._check_filter(coll, f) for f in filters]
+                deadline.checkpoint("checking filters")
             else:
                 raise InvalidArgument(
                     f"got {len(filters)} filters for {len(arr)} queries: pass 0, 1 or one each"

@@ -56,6 +56,7 @@ from sievedb_server.errors import (
     ModelNotFound,
 )
 from sievedb_server.filters.model import Filter, Match
+from sievedb_server.names import validate_model_id
 from sievedb_server.storage import layout
 from sievedb_server.storage.store import raise_if_full
 
@@ -75,7 +76,6 @@ __all__ = [
 MODEL_FIELD = "_model"
 STATES = ("active", "candidate", "promoted")
 QUERYABLE = ("active", "promoted")
-_ID_MAX = 128
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,7 @@ class ModelSpec:
     description: str = ""
 
     def validate(self, collection_dim: int) -> ModelSpec:
-        if not self.id or len(self.id) > _ID_MAX or "\x00" in self.id:
-            raise InvalidArgument(f"model id must be 1-{_ID_MAX} characters, got {self.id!r}")
+        validate_model_id(self.id)
         if self.dim != collection_dim:
             raise DimensionMismatch(
                 f"model {self.id!r} has dim {self.dim}, the collection has dim {collection_dim}"

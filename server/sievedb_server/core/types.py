@@ -6,7 +6,6 @@ translates them to and from `sievedb.v1` messages. Nothing here imports grpc.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -14,7 +13,9 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-from sievedb_server.errors import InvalidArgument, InvalidName
+from sievedb_server.errors import InvalidArgument
+from sievedb_server.limits import DEFAULT_LIMITS, STR_ID_MAX_BYTES, Limits
+from sievedb_server.names import validate_collection_name
 
 __all__ = [
     "AttrValue",
@@ -37,23 +38,13 @@ __all__ = [
 ]
 
 PointId: TypeAlias = int | str
-"""A user-chosen id: an unsigned 64-bit integer or a non-empty string (≤ 512 UTF-8 bytes)."""
+"""A user-chosen id: an unsigned 64-bit integer or a non-empty string (≤ 510 UTF-8 bytes)."""
 
 AttrValue: TypeAlias = None | bool | int | float | str | datetime | list[Any]
 Attributes: TypeAlias = dict[str, AttrValue]
 
-_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_U64 = 2**64 - 1
-MAX_STR_ID_BYTES = 512
-
-
-def validate_collection_name(name: str) -> str:
-    """Collection names become LMDB keys and folder names, so they are restricted."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise InvalidName(
-            f"collection name {name!r} is invalid: use 1-64 characters from [A-Za-z0-9_-]"
-        )
-    return name
+MAX_STR_ID_BYTES = STR_ID_MAX_BYTES
 
 
 def validate_point_id(pid: object) -> PointId:
@@ -65,9 +56,13 @@ def validate_point_id(pid: object) -> PointId:
             raise InvalidArgument(f"point id {value} is outside the unsigned 64-bit range")
         return value
     if isinstance(pid, str):
-        if not pid or len(pid.encode("utf-8")) > MAX_STR_ID_BYTES:
+        try:
+            size = len(pid.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidArgument(f"point id {pid!r} is not valid Unicode text") from None
+        if not pid or size > MAX_STR_ID_BYTES:
             raise InvalidArgument(
-                f"string point ids must be 1-{MAX_STR_ID_BYTES} UTF-8 bytes, got {len(pid)} chars"
+                f"string point ids must be 1-{MAX_STR_ID_BYTES} UTF-8 bytes, got {size} bytes"
             )
         return pid
     raise InvalidArgument(f"point id {pid!r} must be an unsigned 64-bit integer or a string")
@@ -123,7 +118,7 @@ class HnswParams:
         return self
 
 
-MAX_DIM = 65_536
+MAX_DIM = DEFAULT_LIMITS.max_dim
 
 
 @dataclass(frozen=True)
@@ -134,10 +129,11 @@ class CollectionSpec:
     hnsw: HnswParams = field(default_factory=HnswParams)
     schema: tuple[FieldSpec, ...] = ()
 
-    def validate(self) -> CollectionSpec:
+    def validate(self, limits: Limits = DEFAULT_LIMITS) -> CollectionSpec:
         validate_collection_name(self.name)
-        if not 1 <= self.dim <= MAX_DIM:
-            raise InvalidArgument(f"dim must be in [1, {MAX_DIM}], got {self.dim}")
+        if self.dim < 1:
+            raise InvalidArgument(f"dim must be positive, got {self.dim}")
+        limits.check("max_dim", self.dim)
         self.hnsw.validate()
         names = [f.name for f in self.schema]
         if len(set(names)) != len(names):

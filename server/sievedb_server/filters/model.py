@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeAlias
 
 from sievedb_server.errors import InvalidFilter
+from sievedb_server.limits import DEFAULT_LIMITS, KEY_MAX_CHARS, STR_ID_MAX_BYTES, Limits
+from sievedb_server.names import key_problem
 
 __all__ = [
     "MAX_DEPTH",
@@ -56,13 +58,14 @@ MatchScalar: TypeAlias = str | int | bool | datetime
 """Values a match condition may compare for equality (no floats: use a range)."""
 RangeBound: TypeAlias = int | float | datetime
 
-MAX_DEPTH = 32
+# The defaults of the limits table (`sievedb_server.limits`), kept under their old names.
+MAX_DEPTH = DEFAULT_LIMITS.max_filter_depth
 """Deepest allowed nesting of filters (the top-level filter has depth 1)."""
-MAX_SIZE = 10_000
+MAX_SIZE = DEFAULT_LIMITS.max_filter_nodes
 """Most nodes (conditions, nested filters, and values listed in any/except/has_id)."""
 
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
-MAX_KEY_CHARS = 128
+MAX_KEY_CHARS = KEY_MAX_CHARS
 """Longest field name (characters)."""
 
 
@@ -94,11 +97,11 @@ def _aware(value: datetime) -> datetime:
 
 
 def _check_key(key: object, what: str) -> str:
-    if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_CHARS:
-        raise InvalidFilter(f"{what}: field key must be a string of 1-{MAX_KEY_CHARS} characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
-        raise InvalidFilter(f"{what}: field key {key!r} contains a control character")
-    return key
+    problem = key_problem(key)
+    if problem is not None:
+        shown = "" if problem.startswith("must") else f" {key!r}"
+        raise InvalidFilter(f"{what}: field key{shown} {problem}")
+    return key  # type: ignore[return-value]
 
 
 def _match_scalar(value: object, what: str) -> MatchScalar:
@@ -408,6 +411,10 @@ class HasId(_Node):
                 raise InvalidFilter(f"has_id: point id {pid} is outside the unsigned 64-bit range")
             if isinstance(pid, str) and not pid:
                 raise InvalidFilter("has_id: string point ids must not be empty")
+            if isinstance(pid, str) and len(pid.encode("utf-8", "replace")) > STR_ID_MAX_BYTES:
+                raise InvalidFilter(
+                    f"has_id: string point ids are at most {STR_ID_MAX_BYTES} UTF-8 bytes"
+                )
         object.__setattr__(self, "ids", ids)
 
     def _identity(self) -> tuple[Any, ...]:
@@ -566,12 +573,22 @@ def not_(part: Condition) -> Filter:
     return Filter(must_not=(part,))
 
 
-def check_limits(flt: Filter, *, max_depth: int = MAX_DEPTH, max_size: int = MAX_SIZE) -> Filter:
-    """Return ``flt`` unchanged, or raise `InvalidFilter` if it is too deep or too large."""
-    depth = flt.depth()
-    if depth > max_depth:
-        raise InvalidFilter(f"filter is nested {depth} levels deep; the limit is {max_depth}")
-    size = flt.size()
-    if size > max_size:
-        raise InvalidFilter(f"filter has {size} nodes; the limit is {max_size}")
+def check_limits(flt: Filter, limits: Limits = DEFAULT_LIMITS) -> Filter:
+    """Return ``flt`` unchanged, or raise `RequestTooLarge` (RESOURCE_EXHAUSTED) naming the
+    limit when it is nested too deep, has too many nodes, or lists too many values at once."""
+    limits.check("max_filter_depth", flt.depth())
+    limits.check("max_filter_nodes", flt.size())
+    limits.check("max_match_values", _longest_list(flt))
     return flt
+
+
+def _longest_list(flt: Filter) -> int:
+    longest = 0
+    for cond in flt.conditions():
+        if isinstance(cond, Filter):
+            longest = max(longest, _longest_list(cond))
+        elif isinstance(cond, MatchAny | MatchExcept):
+            longest = max(longest, len(cond.values))
+        elif isinstance(cond, HasId):
+            longest = max(longest, len(cond.ids))
+    return longest

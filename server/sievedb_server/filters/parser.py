@@ -58,10 +58,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from sievedb_server.errors import InvalidFilter
+from sievedb_server.errors import InvalidFilter, RequestTooLarge
 from sievedb_server.filters.model import (
-    MAX_DEPTH,
-    MAX_KEY_CHARS,
     Condition,
     Filter,
     HasId,
@@ -77,10 +75,14 @@ from sievedb_server.filters.model import (
     not_,
     or_,
 )
+from sievedb_server.limits import DEFAULT_LIMITS, Limits
+from sievedb_server.names import key_problem
 
 __all__ = ["MAX_EXPR_CHARS", "parse"]
 
-MAX_EXPR_CHARS = 65_536
+MAX_EXPR_CHARS = DEFAULT_LIMITS.max_filter_expr_chars
+_DIGITS = frozenset("0123456789")  # str.isdigit() also admits '²' and other non-decimals
+_MAX_INT_DIGITS = 20  # more cannot be a signed 64-bit integer (and int() refuses > 4300)
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
 _RESERVED = frozenset({"and", "or", "not", "in", "between", "is", "null", "empty", "true", "false"})
@@ -132,7 +134,7 @@ def _tokenize(text: str) -> list[_Token]:
                 j += 1
             tokens.append(_Token("ident", text[i:j], i))
             i = j
-        elif ch.isdigit() or (ch == "-" and i + 1 < n and text[i + 1].isdigit()):
+        elif ch in _DIGITS or (ch == "-" and i + 1 < n and text[i + 1] in _DIGITS):
             i = _number(text, i, tokens)
         elif ch in "\"'":
             i = _string(text, i, tokens)
@@ -163,24 +165,24 @@ def _tokenize(text: str) -> list[_Token]:
 def _number(text: str, start: int, tokens: list[_Token]) -> int:
     j = start + 1
     n = len(text)
-    while j < n and text[j].isdigit():
+    while j < n and text[j] in _DIGITS:
         j += 1
     is_float = False
-    if j < n and text[j] == "." and j + 1 < n and text[j + 1].isdigit():
+    if j < n and text[j] == "." and j + 1 < n and text[j + 1] in _DIGITS:
         is_float = True
         j += 1
-        while j < n and text[j].isdigit():
+        while j < n and text[j] in _DIGITS:
             j += 1
     if j < n and text[j] in "eE":
         k = j + 1
         if k < n and text[k] in "+-":
             k += 1
-        if k < n and text[k].isdigit():
+        if k < n and text[k] in _DIGITS:
             is_float = True
             j = k
-            while j < n and text[j].isdigit():
+            while j < n and text[j] in _DIGITS:
                 j += 1
-    if j < n and (text[j].isalpha() or text[j] in "_."):
+    if j < n and (text[j].isalnum() or text[j] in "_."):
         _fail(text, f"malformed number {text[start:j + 1]!r}", start)
     raw = text[start:j]
     if is_float:
@@ -189,6 +191,8 @@ def _number(text: str, start: int, tokens: list[_Token]) -> int:
             _fail(text, f"number {raw} is out of range", start)
         tokens.append(_Token("float", raw, start, value))
     else:
+        if len(raw.lstrip("-").lstrip("0")) > _MAX_INT_DIGITS:
+            _fail(text, f"integer {raw[:24]}... is outside the signed 64-bit range", start)
         tokens.append(_Token("int", raw, start, int(raw)))
     return j
 
@@ -247,8 +251,9 @@ def _backquoted(text: str, start: int, tokens: list[_Token]) -> int:
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, limits: Limits) -> None:
         self.text = text
+        self.limits = limits
         self.tokens = _tokenize(text)
         self.i = 0
         self.depth = 0
@@ -292,12 +297,17 @@ class _Parser:
             if self.tok.kind == ")":
                 self.fail("unbalanced ')'")
             self.fail(f"expected 'and', 'or' or the end, found {self.tok.describe()}")
-        return check_limits(and_(result))
+        return check_limits(and_(result), self.limits)
 
     def nest(self, tok: _Token) -> None:
         self.depth += 1
-        if self.depth > MAX_DEPTH:
-            self.fail(f"expression is nested deeper than {MAX_DEPTH} levels", tok)
+        limit = self.limits.max_filter_depth
+        if self.depth > limit:
+            try:
+                self.fail(f"expression is nested deeper than {limit} levels, the limit "
+                          f"(max_filter_depth),", tok)
+            except InvalidFilter as exc:  # a size limit: RESOURCE_EXHAUSTED, with the column
+                raise RequestTooLarge(exc.message) from None
 
     def or_expr(self) -> Condition:
         parts = [self.and_expr()]
@@ -371,10 +381,9 @@ class _Parser:
         tok = self.tok
         if tok.kind == "qident" or (tok.kind == "ident" and tok.text.lower() not in _RESERVED):
             name = tok.value if tok.kind == "qident" else tok.text
-            if len(name) > MAX_KEY_CHARS:
-                self.fail(f"field name is longer than {MAX_KEY_CHARS} characters")
-            if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-                self.fail("field name contains a control character")
+            problem = key_problem(name)
+            if problem is not None:
+                self.fail(f"field name {problem}")
             self.advance()
             return name, tok
         context = f" after {after.describe()}" if after is not None else ""
@@ -606,12 +615,14 @@ class _Parser:
                   f"found {tok.describe()}", tok)
 
 
-def parse(text: str) -> Filter:
-    """Parse an expression into a `Filter`; raise `InvalidFilter` with the column on error."""
+def parse(text: str, limits: Limits = DEFAULT_LIMITS) -> Filter:
+    """Parse an expression into a `Filter`.
+
+    Raises `InvalidFilter` (with the column) for a malformed expression and `RequestTooLarge`
+    when it exceeds a limit of `limits` (length, nesting, nodes, values in one list); nothing
+    else, whatever the input (the fuzz tests hold it to that).
+    """
     if not isinstance(text, str):
         raise InvalidFilter(f"a filter expression must be a string, got {type(text).__name__}")
-    if len(text) > MAX_EXPR_CHARS:
-        raise InvalidFilter(
-            f"filter expression is {len(text)} characters long; the limit is {MAX_EXPR_CHARS}"
-        )
-    return _Parser(text).parse()
+    limits.check("max_filter_expr_chars", len(text))
+    return _Parser(text, limits).parse()

@@ -16,7 +16,12 @@
 
 Integers for DATETIME are refused on purpose: seconds, milliseconds and microseconds are
 too easy to confuse. Numpy scalars are accepted where their Python counterparts are.
-Keys are 1-128 characters without control characters.
+Keys follow `sievedb_server.names` (1-128 characters, ≤ 256 UTF-8 bytes, no control
+characters, no path separators).
+
+Sizes are bounded by `sievedb_server.limits` (RESOURCE_EXHAUSTED / `RequestTooLarge`): keys
+per point, UTF-8 bytes per string, values per list, encoded bytes per point, and the UTF-8
+bytes of a string in an *indexed* keyword field (its posting key must fit an LMDB key).
 
 `validate_filter(schema, flt)` raises `InvalidFilter` when a condition cannot make sense for a
 declared field (a range on a keyword, an integer match on a keyword, equality on a float...).
@@ -31,12 +36,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import msgpack
 import numpy as np
 
 from sievedb_server.core.types import FieldSpec, FieldType
-from sievedb_server.errors import InvalidAttributes, InvalidFilter
+from sievedb_server.errors import InvalidAttributes, InvalidFilter, RequestTooLarge
 from sievedb_server.filters.model import (
-    MAX_KEY_CHARS,
     Condition,
     Filter,
     Match,
@@ -44,6 +49,8 @@ from sievedb_server.filters.model import (
     MatchExcept,
     Range,
 )
+from sievedb_server.limits import DEFAULT_LIMITS, INDEXED_KEYWORD_MAX_BYTES, Limits
+from sievedb_server.names import key_problem
 
 __all__ = ["validate_attributes", "validate_filter", "validate_key"]
 
@@ -60,30 +67,61 @@ _EXPECTED = {
 
 
 def validate_key(key: object) -> str:
-    """An attribute key: a string of 1-128 characters without control characters."""
-    if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_CHARS:
-        raise InvalidAttributes(
-            f"attribute key {key!r} must be a string of 1-{MAX_KEY_CHARS} characters"
-        )
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
-        raise InvalidAttributes(f"attribute key {key!r} contains a control character")
-    return key
+    """An attribute key (see `sievedb_server.names`)."""
+    problem = key_problem(key)
+    if problem is not None:
+        raise InvalidAttributes(f"attribute key {key!r} {problem}")
+    return key  # type: ignore[return-value]
 
 
-def validate_attributes(schema: Sequence[FieldSpec], attrs: Mapping[str, Any] | None
-                        ) -> dict[str, Any]:
+def validate_attributes(schema: Sequence[FieldSpec], attrs: Mapping[str, Any] | None,
+                        limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """A normalised copy of ``attrs`` (``None`` → ``{}``); see the module table."""
     if attrs is None:
         return {}
     if not isinstance(attrs, Mapping):
         raise InvalidAttributes(f"attributes must be a mapping, got {type(attrs).__name__}")
-    declared = {spec.name: spec.type for spec in schema}
+    limits.check("max_attribute_keys", len(attrs))
+    declared = {spec.name: spec for spec in schema}
     out: dict[str, Any] = {}
+    estimate = 5
     for key, value in attrs.items():
         validate_key(key)
-        ftype = declared.get(key)
-        out[key] = _undeclared(key, value) if ftype is None else _declared(key, ftype, value)
+        spec = declared.get(key)
+        clean = _undeclared(key, value) if spec is None else _declared(key, spec.type, value)
+        estimate += len(key) * 4 + 5 + _check_sizes(key, clean, spec, limits)
+        out[key] = clean
+    if estimate > limits.max_attribute_bytes:  # the estimate is an upper bound: pack to be sure
+        size = len(msgpack.packb(out, datetime=True, use_bin_type=True))
+        limits.check("max_attribute_bytes", size)
     return out
+
+
+def _check_sizes(key: str, value: Any, spec: FieldSpec | None, limits: Limits) -> int:
+    """Enforce the size limits on one normalised value; return an upper bound of its
+    msgpack size."""
+    items = value if isinstance(value, list) else (value,)
+    if isinstance(value, list):
+        limits.check("max_list_values", len(value),
+                     f"the number of values in attribute {key!r}")
+    indexed_keyword = spec is not None and spec.indexed and spec.type in (
+        FieldType.KEYWORD, FieldType.KEYWORD_LIST)
+    total = 5
+    for item in items:
+        if isinstance(item, str):
+            size = len(item.encode("utf-8", "surrogatepass"))
+            limits.check("max_string_bytes", size,
+                         f"the UTF-8 size of a string in attribute {key!r}")
+            if indexed_keyword and size > INDEXED_KEYWORD_MAX_BYTES:
+                raise RequestTooLarge(
+                    f"attribute {key!r} is an indexed keyword field: its values are at most "
+                    f"{INDEXED_KEYWORD_MAX_BYTES} UTF-8 bytes, got {size} (declare it unindexed "
+                    "to store longer strings)"
+                )
+            total += size + 5
+        else:
+            total += 16
+    return total
 
 
 def _mismatch(key: str, ftype: FieldType, value: object) -> InvalidAttributes:

@@ -19,9 +19,8 @@ from sievedb_proto import values as _values
 from sievedb_proto.v1 import sievedb_pb2 as pb
 from sievedb_proto.values import datetime_to_micros
 
-from sievedb_server.errors import InvalidAttributes, InvalidFilter
+from sievedb_server.errors import InvalidAttributes, InvalidFilter, RequestTooLarge
 from sievedb_server.filters.model import (
-    MAX_DEPTH,
     Condition,
     Filter,
     HasId,
@@ -36,6 +35,7 @@ from sievedb_server.filters.model import (
     check_limits,
 )
 from sievedb_server.filters.parser import parse
+from sievedb_server.limits import DEFAULT_LIMITS, Limits
 
 __all__ = [
     "datetime_to_micros",
@@ -75,33 +75,38 @@ def encode_value(value: Any) -> pb.AttrValue:
 # --------------------------------------------------------------------------------------
 
 
-def decode_filter(msg: pb.Filter | None) -> Filter | None:
-    """The domain filter of ``msg``; ``None`` when absent or without any clause or expr."""
+def decode_filter(msg: pb.Filter | None, limits: Limits = DEFAULT_LIMITS) -> Filter | None:
+    """The domain filter of ``msg``; ``None`` when absent or without any clause or expr.
+
+    Malformed → `InvalidFilter`; beyond a filter limit of `limits` → `RequestTooLarge`.
+    """
     if msg is None:
         return None
-    structured = _decode_filter(msg, "", 1)
+    structured = _decode_filter(msg, "", 1, limits)
     expr = None
     if msg.expr.strip():
         try:
-            expr = parse(msg.expr)
+            expr = parse(msg.expr, limits)
         except InvalidFilter as exc:
             raise InvalidFilter(f"expr: {exc.message}") from None
+        except RequestTooLarge as exc:
+            raise RequestTooLarge(f"expr: {exc.message}") from None
     if structured.is_empty() and expr is None:
         return None
     if expr is None:
-        return check_limits(structured)
+        return check_limits(structured, limits)
     if structured.is_empty():
         return expr
-    return check_limits(and_(structured, expr))
+    return check_limits(and_(structured, expr), limits)
 
 
-def _decode_filter(msg: pb.Filter, path: str, depth: int) -> Filter:
-    if depth > MAX_DEPTH:
-        raise InvalidFilter(f"{path or 'filter'}: nested deeper than {MAX_DEPTH} levels")
+def _decode_filter(msg: pb.Filter, path: str, depth: int, limits: Limits) -> Filter:
+    # Checked while descending, before the recursion gets deep.
+    limits.check("max_filter_depth", depth)
     prefix = f"{path}." if path else ""
     clauses = {
         name: tuple(
-            _decode_condition(c, f"{prefix}{name}[{i}]", depth)
+            _decode_condition(c, f"{prefix}{name}[{i}]", depth, limits)
             for i, c in enumerate(getattr(msg, name))
         )
         for name in ("must", "should", "must_not")
@@ -114,21 +119,22 @@ def _decode_filter(msg: pb.Filter, path: str, depth: int) -> Filter:
         raise InvalidFilter(f"{path or 'filter'}: {exc.message}") from None
 
 
-def _decode_condition(msg: pb.Condition, path: str, depth: int) -> Condition:
+def _decode_condition(msg: pb.Condition, path: str, depth: int, limits: Limits) -> Condition:
     kind = msg.WhichOneof("kind")
     if kind is None:
         raise InvalidFilter(f"{path}: condition kind is not set")
     if kind == "filter":
-        return _decode_filter(msg.filter, f"{path}.filter", depth + 1)
+        return _decode_filter(msg.filter, f"{path}.filter", depth + 1, limits)
     try:
         if kind == "has_id":
+            limits.check("max_match_values", len(msg.has_id.ids), f"{path}: the number of ids")
             return HasId(frozenset(_decode_id(p, f"{path}.has_id.ids[{i}]")
                                    for i, p in enumerate(msg.has_id.ids)))
         if kind == "is_empty":
             return IsEmpty(msg.is_empty.key)
         if kind == "is_null":
             return IsNull(msg.is_null.key)
-        return _decode_field(msg.field, f"{path}.field")
+        return _decode_field(msg.field, f"{path}.field", limits)
     except InvalidFilter as exc:
         if exc.message.startswith(path):
             raise
@@ -142,7 +148,7 @@ def _decode_id(msg: pb.PointId, path: str) -> int | str:
     return msg.num if kind == "num" else msg.str
 
 
-def _decode_field(msg: pb.FieldCondition, path: str) -> Condition:
+def _decode_field(msg: pb.FieldCondition, path: str, limits: Limits) -> Condition:
     kind = msg.WhichOneof("kind")
     if kind is None:
         raise InvalidFilter(f"{path}: field condition kind (match, range, values_count) is not set")
@@ -155,19 +161,21 @@ def _decode_field(msg: pb.FieldCondition, path: str) -> Condition:
         if kind == "values_count":
             vc = msg.values_count
             return ValuesCount(msg.key, **{b: getattr(vc, b) for b in _BOUNDS if vc.HasField(b)})
-        return _decode_match(msg.key, msg.match, where)
+        return _decode_match(msg.key, msg.match, where, limits)
     except InvalidFilter as exc:
         if exc.message.startswith(where):
             raise
         raise InvalidFilter(f"{where}: {exc.message}") from None
 
 
-def _decode_match(key: str, msg: pb.Match, path: str) -> Condition:
+def _decode_match(key: str, msg: pb.Match, path: str, limits: Limits) -> Condition:
     kind = msg.WhichOneof("kind")
     if kind is None:
         raise InvalidFilter(f"{path}: match kind (value, any, except) is not set")
     if kind == "value":
         return Match(key, _filter_value(msg.value, f"{path}.value"))
+    limits.check("max_match_values", len(getattr(msg, kind).values),
+                 f"{path}.{kind}: the number of values")
     values = tuple(_filter_value(v, f"{path}.{kind}[{i}]")
               for i, v in enumerate(getattr(msg, kind).values))
     return MatchAny(key, values) if kind == "any" else MatchExcept(key, values)

@@ -13,6 +13,10 @@ logged with their traceback and reach the client only as "internal error (reques
 
 While the `ShutdownGate` is closed, new calls to the sievedb service fail fast with
 UNAVAILABLE / SHUTTING_DOWN (health and reflection keep answering, so probes see NOT_SERVING).
+
+While a handler runs, the call's deadline and cancellation are bound for core code
+(`core.deadline.checkpoint`). Request bytes that do not decode as the method's message are
+INVALID_ARGUMENT (grpcio itself would answer INTERNAL "Exception deserializing request!").
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from typing import Any
 
 import grpc
 
-from sievedb_server.errors import ShuttingDown
+from sievedb_server.core import deadline
+from sievedb_server.errors import InvalidArgument, ShuttingDown
 from sievedb_server.transport.status import status_for
 
 __all__ = [
@@ -145,13 +150,56 @@ def _already_aborted(context: grpc.ServicerContext) -> bool:
     return code is not None and code is not grpc.StatusCode.OK
 
 
-def _wrap_unary(behavior: Callable[..., Any], method: str, gate: ShutdownGate | None) -> Any:
+class _Undecodable:
+    """What a tolerant deserializer returns for bytes that are not a valid message."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # noqa: BLE001 - DecodeError, invalid UTF-8 in a string, ...
+            return _Undecodable(exc)
+
+    return deserialize
+
+
+def _decoded(request: Any, streaming: bool) -> Any:
+    """The request (or request iterator), raising INVALID_ARGUMENT for undecodable bytes."""
+    if not streaming:
+        if isinstance(request, _Undecodable):
+            raise InvalidArgument(f"the request is not a valid message: {request.error}")
+        return request
+
+    def checked() -> Iterator[Any]:
+        for item in request:
+            if isinstance(item, _Undecodable):
+                raise InvalidArgument(f"a stream message is not a valid message: {item.error}")
+            yield item
+
+    return checked()
+
+
+def _budget(context: grpc.ServicerContext) -> deadline.CallBudget:
+    return deadline.CallBudget(context.time_remaining, context.is_active)
+
+
+def _wrap_unary(
+    behavior: Callable[..., Any], method: str, gate: ShutdownGate | None, streaming: bool = False
+) -> Any:
     def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
         scope = _CallScope(method, _request_id_from(context.invocation_metadata()), gate)
         token = None
         try:
             token = scope.enter(context)
-            response = behavior(request, context)
+            with deadline.bind(_budget(context)):
+                response = behavior(_decoded(request, streaming), context)
         except Exception as exc:  # every failure is mapped in one place
             scope.fail(exc, context)
             raise  # unreachable: fail() always raises
@@ -164,13 +212,16 @@ def _wrap_unary(behavior: Callable[..., Any], method: str, gate: ShutdownGate | 
     return wrapped
 
 
-def _wrap_stream(behavior: Callable[..., Any], method: str, gate: ShutdownGate | None) -> Any:
+def _wrap_stream(
+    behavior: Callable[..., Any], method: str, gate: ShutdownGate | None, streaming: bool = False
+) -> Any:
     def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         scope = _CallScope(method, _request_id_from(context.invocation_metadata()), gate)
         try:
             token = scope.enter(context)
             try:
-                yield from behavior(request, context)
+                with deadline.bind(_budget(context)):
+                    yield from behavior(_decoded(request, streaming), context)
             finally:
                 _request_id.reset(token)
         except Exception as exc:  # every failure is mapped in one place
@@ -197,7 +248,7 @@ class RequestInterceptor(grpc.ServerInterceptor):
             return None
         method: str = handler_call_details.method  # type: ignore[attr-defined]
         kwargs = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": _tolerant(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary is not None:
@@ -210,10 +261,10 @@ class RequestInterceptor(grpc.ServerInterceptor):
             )
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method, self.gate), **kwargs
+                _wrap_unary(handler.stream_unary, method, self.gate, streaming=True), **kwargs
             )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(handler.stream_stream, method, self.gate), **kwargs
+                _wrap_stream(handler.stream_stream, method, self.gate, streaming=True), **kwargs
             )
         return handler

@@ -18,10 +18,16 @@ sequence (`shutdown(grace)`):
 Security (`security=SecurityConfig(...)`, see `transport/security.py`): TLS, API keys with
 roles (`transport/auth.py`), and the bind rule — a non-loopback address without TLS and
 authentication is refused unless `allow_insecure`.
+
+Limits (`limits=Limits(...)`, see `sievedb_server.limits`): message size, concurrent calls
+(gRPC's own `maximum_concurrent_rpcs`: calls beyond it are refused with RESOURCE_EXHAUSTED
+instead of queueing without bound), keepalive and connection age (dead peers are detected
+and their calls cancelled), and the request limits the engine enforces.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
@@ -38,6 +44,7 @@ from grpc_reflection.v1alpha import reflection
 from sievedb_proto.v1 import sievedb_pb2 as pb
 from sievedb_proto.v1 import sievedb_pb2_grpc as pb_grpc
 
+from sievedb_server.limits import DEFAULT_LIMITS, Limits
 from sievedb_server.transport.interceptors import RequestInterceptor, ShutdownGate
 from sievedb_server.transport.security import SecurityConfig
 from sievedb_server.transport.servicer import SieveDBServicer
@@ -45,7 +52,7 @@ from sievedb_server.transport.servicer import SieveDBServicer
 if TYPE_CHECKING:
     from sievedb_server.core.engine import Engine
 
-__all__ = ["SERVICE_NAME", "SieveServer", "create_server", "serve_forever"]
+__all__ = ["SERVICE_NAME", "SieveServer", "create_server", "grpc_options", "serve_forever"]
 
 log = logging.getLogger("sievedb.server")
 
@@ -115,20 +122,49 @@ class SieveServer(grpc.Server):
             self.engine.close()
 
 
+def grpc_options(limits: Limits) -> list[tuple[str, int]]:
+    """The channel arguments that enforce the transport half of `limits`."""
+    def ms(seconds: float) -> int:
+        return int(seconds * 1000)
+
+    options = [
+        ("grpc.max_receive_message_length", limits.max_message_bytes),
+        ("grpc.max_send_message_length", limits.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+        # Let clients keep idle connections alive with pings every >= 10 s without being
+        # told "too many pings".
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
+    if limits.keepalive_time_s:
+        options.append(("grpc.keepalive_time_ms", ms(limits.keepalive_time_s)))
+    if limits.keepalive_timeout_s:
+        options.append(("grpc.keepalive_timeout_ms", ms(limits.keepalive_timeout_s)))
+    if limits.max_connection_idle_s:
+        options.append(("grpc.max_connection_idle_ms", ms(limits.max_connection_idle_s)))
+    if limits.max_connection_age_s:
+        options.append(("grpc.max_connection_age_ms", ms(limits.max_connection_age_s)))
+        options.append(("grpc.max_connection_age_grace_ms", ms(DEFAULT_GRACE_S)))
+    return options
+
+
 def create_server(
     address: str,
     data_dir: Path | str,
     *,
     engine: Engine | None = None,
     max_workers: int = 16,
-    max_message_mb: int = 64,
+    max_message_mb: int | None = None,
     security: SecurityConfig | None = None,
     engine_options: dict[str, Any] | None = None,
+    limits: Limits | None = None,
 ) -> tuple[SieveServer, int]:
     """Bind `address` (port 0 picks a free port) and return `(server, real_port)`, unstarted.
 
-    Without `engine`, an `Engine(data_dir)` is opened and the server owns (and closes) it.
-    Requests or responses above `max_message_mb` fail with RESOURCE_EXHAUSTED.
+    Without `engine`, an `Engine(data_dir, limits=...)` is opened and the server owns (and
+    closes) it. `limits` (default: the engine's, or `DEFAULT_LIMITS`) is installed on the
+    engine too, so one table governs the whole server; `max_message_mb`, if given, overrides
+    its `max_message_bytes`. Requests or responses above it fail with RESOURCE_EXHAUSTED.
     `security` adds TLS and API keys; binding a non-loopback address without them raises
     `InsecureBind` (before anything is opened) unless `security.allow_insecure`.
     `engine_options` are keyword arguments of that `Engine` (store cap, checkpoint interval).
@@ -137,21 +173,23 @@ def create_server(
     for warning in security.check_bind(address):
         log.warning(warning)
     credentials = security.server_credentials()
+    if limits is None:
+        limits = getattr(engine, "limits", DEFAULT_LIMITS)
+    if max_message_mb is not None:
+        limits = dataclasses.replace(limits, max_message_bytes=max_message_mb * 1024 * 1024)
     owns_engine = engine is None
     if engine is None:
         from sievedb_server.core.engine import Engine
 
-        engine = Engine(data_dir, **(engine_options or {}))
-    max_bytes = max_message_mb * 1024 * 1024
+        engine = Engine(data_dir, limits=limits, **(engine_options or {}))
+    elif hasattr(engine, "limits"):
+        engine.limits = limits
     gate = ShutdownGate()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sievedb-rpc"),
         interceptors=[RequestInterceptor(gate), *security.interceptors()],
-        options=[
-            ("grpc.max_receive_message_length", max_bytes),
-            ("grpc.max_send_message_length", max_bytes),
-            ("grpc.so_reuseport", 0),
-        ],
+        options=grpc_options(limits),
+        maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
     pb_grpc.add_SieveDBServicer_to_server(SieveDBServicer(engine), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
@@ -191,12 +229,13 @@ def serve_forever(
     data_dir: Path | str,
     *,
     max_workers: int = 16,
-    max_message_mb: int = 64,
+    max_message_mb: int | None = None,
     grace: float = DEFAULT_GRACE_S,
     signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
     blas_threads: int | None = 1,
     security: SecurityConfig | None = None,
     engine_options: dict[str, Any] | None = None,
+    limits: Limits | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully (must run in the main thread).
 
@@ -216,6 +255,7 @@ def serve_forever(
         max_message_mb=max_message_mb,
         security=security,
         engine_options=engine_options,
+        limits=limits,
     )
     stop_requested = threading.Event()
 

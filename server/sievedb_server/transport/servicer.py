@@ -2,7 +2,7 @@
 
 Servicers never catch errors and never touch the context: domain errors raised by the codec
 or the engine propagate to `interceptors.RequestInterceptor`, which owns status mapping,
-request ids and logging.
+request ids, deadlines and logging. Limits come from the engine's `limits` table.
 """
 
 from __future__ import annotations
@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING, Any
 from sievedb_proto.v1 import sievedb_pb2 as pb
 from sievedb_proto.v1 import sievedb_pb2_grpc as pb_grpc
 
+from sievedb_server.core import deadline
 from sievedb_server.errors import CollectionNotFound, InvalidArgument, InvalidFilter
+from sievedb_server.limits import DEFAULT_LIMITS, Limits
 from sievedb_server.transport import codec
 from sievedb_server.transport.filter_codec import decode_filter
 from sievedb_server.transport.model_servicer import ModelServicerMixin
+from sievedb_server.transport.streams import IdleTimeoutStream
 
 if TYPE_CHECKING:
     import grpc
@@ -26,16 +29,19 @@ if TYPE_CHECKING:
 __all__ = ["SieveDBServicer"]
 
 
-def _filter_of(msg: Any, field: str = "filter") -> Any:
-    """The domain filter of a request's optional `filter` field (None when unset)."""
-    return decode_filter(getattr(msg, field)) if msg.HasField(field) else None
-
-
 class SieveDBServicer(ModelServicerMixin, pb_grpc.SieveDBServicer):
     """Thin adapter from `sievedb.v1` messages to the in-process `Engine` API."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    @property
+    def limits(self) -> Limits:
+        return getattr(self.engine, "limits", DEFAULT_LIMITS)
+
+    def _filter_of(self, msg: Any, field: str = "filter") -> Any:
+        """The domain filter of a request's optional `filter` field (None when unset)."""
+        return decode_filter(getattr(msg, field), self.limits) if msg.HasField(field) else None
 
     # --- collections ---------------------------------------------------------------------
 
@@ -95,17 +101,17 @@ class SieveDBServicer(ModelServicerMixin, pb_grpc.SieveDBServicer):
         self, request: pb.DeletePointsRequest, context: grpc.ServicerContext
     ) -> pb.DeletePointsResponse:
         deleted, watermark = self.engine.delete(
-            request.collection, codec.decode_ids(request.ids), filter=_filter_of(request)
+            request.collection, codec.decode_ids(request.ids), filter=self._filter_of(request)
         )
         return pb.DeletePointsResponse(deleted=deleted, watermark=watermark)
 
     def Count(self, request: pb.CountRequest, context: grpc.ServicerContext) -> pb.CountResponse:
-        return pb.CountResponse(count=self.engine.count(request.collection, _filter_of(request)))
+        return pb.CountResponse(count=self.engine.count(request.collection, self._filter_of(request)))
 
     def Scroll(self, request: pb.ScrollRequest, context: grpc.ServicerContext) -> pb.ScrollResponse:
         page = self.engine.scroll(
             request.collection,
-            _filter_of(request),
+            self._filter_of(request),
             request.limit or codec.DEFAULT_SCROLL_LIMIT,
             request.cursor,
             with_vectors=request.with_vectors,
@@ -120,7 +126,7 @@ class SieveDBServicer(ModelServicerMixin, pb_grpc.SieveDBServicer):
             request.collection,
             codec.decode_query(request.query),
             codec.decode_search_params(request.params),
-            _filter_of(request),
+            self._filter_of(request),
             model=request.model,
         )
         return pb.SearchResponse(result=codec.encode_search_result(result))
@@ -130,13 +136,14 @@ class SieveDBServicer(ModelServicerMixin, pb_grpc.SieveDBServicer):
     ) -> pb.SearchBatchResponse:
         queries = codec.decode_vectors(request.queries, what="queries")
         n = queries.shape[0]
+        self.limits.check("max_batch_queries", n, "the number of queries in the request")
         filters: list[Any] | None
         if len(request.filters) == 0:
             filters = None
         elif len(request.filters) == 1:
-            filters = [decode_filter(request.filters[0])] * n
+            filters = [decode_filter(request.filters[0], self.limits)] * n
         elif len(request.filters) == n:
-            filters = [decode_filter(f) for f in request.filters]
+            filters = [decode_filter(f, self.limits) for f in request.filters]
         else:
             raise InvalidFilter(
                 f"got {len(request.filters)} filters for {n} queries: give none, one, or one per query"
@@ -154,9 +161,22 @@ class SieveDBServicer(ModelServicerMixin, pb_grpc.SieveDBServicer):
     ) -> Iterator[pb.BulkLoadResponse]:
         # One chunk at a time, each acknowledged once durable; the client's window of
         # unacknowledged chunks is the flow control.
+        # A stalled client would pin this worker thread: wait for each chunk a bounded time.
+        idle = self.limits.stream_idle_timeout_s
+        if not idle:
+            yield from self._bulk_load(request_iterator)
+            return
+        stream = IdleTimeoutStream(request_iterator, idle, "bulk load stream")
+        try:
+            yield from self._bulk_load(stream)
+        finally:
+            stream.close()
+
+    def _bulk_load(self, stream: Iterator[pb.BulkLoadRequest]) -> Iterator[pb.BulkLoadResponse]:
         upserted = 0
         collection = ""
-        for chunks, chunk in enumerate(request_iterator, 1):
+        for chunks, chunk in enumerate(stream, 1):
+            deadline.checkpoint("bulk load")
             if not chunk.collection:
                 raise InvalidArgument("bulk load: every chunk must name its collection")
             if collection and chunk.collection != collection:

@@ -31,6 +31,8 @@ STATUS_TABLE: Final[Mapping[type[errors.SieveError], grpc.StatusCode]] = Mapping
         errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
         errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
         errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+        errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+        errors.Cancelled: grpc.StatusCode.CANCELLED,
         errors.DataLoss: grpc.StatusCode.DATA_LOSS,
         errors.InternalError: grpc.StatusCode.INTERNAL,
         errors.SieveError: grpc.StatusCode.INTERNAL,
