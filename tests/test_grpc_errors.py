@@ -4,6 +4,7 @@ reflection, and that the server keeps serving after each error."""
 from __future__ import annotations
 
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -291,3 +292,63 @@ def test_reflection_lists_the_service(server_handle: tuple[SieveServer, int]) ->
         responses = list(stub.ServerReflectionInfo(iter([request]), timeout=5))
     names = {s.name for s in responses[0].list_services_response.service}
     assert {"sievedb.v1.SieveDB", "grpc.health.v1.Health"} <= names
+
+
+# --- the remaining rows of the validation table (ARCHITECTURE §5) ----------------------------
+
+
+def test_empty_vector_is_invalid_argument(db: Client, stub: Any) -> None:
+    for vectors in (
+        pb.Vectors(data=b"", dim=0, count=1),  # no dimension
+        pb.Vectors(data=b"", dim=DIM, count=0),  # no vector at all
+    ):
+        request = pb.UpsertRequest(collection="c", vectors=vectors)
+        _check(_raw_error(stub.Upsert, request), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_VECTOR")
+    search = pb.SearchRequest(
+        collection="c", query=pb.Vectors(data=b"", dim=DIM, count=0), params=pb.SearchParams(k=1)
+    )
+    _check(_raw_error(stub.Search, search), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_VECTOR")
+    _still_serving(db)
+
+
+def test_unknown_model_is_not_found(db: Client) -> None:
+    db.register_model("c", "v1", DIM)
+    with pytest.raises(E.ModelNotFound) as info:
+        db.check_model("c", "nope")
+    _check(info.value, grpc.StatusCode.NOT_FOUND, "MODEL_NOT_FOUND")
+    _still_serving(db)
+
+
+def test_unknown_model_on_a_query_is_model_mismatch(db: Client) -> None:
+    with pytest.raises(E.ModelMismatch) as info:
+        db.search("c", np.ones(DIM), k=1, model="other")
+    _check(info.value, grpc.StatusCode.FAILED_PRECONDITION, "MODEL_MISMATCH")
+    _still_serving(db)
+
+
+def test_too_many_results_is_resource_exhausted(db: Client) -> None:
+    with pytest.raises(E.ResourceExhausted) as info:
+        db.search("c", np.ones(DIM), k=10_001)
+    _check(info.value, grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_RESULTS")
+    assert "max_k" in info.value.message
+    _still_serving(db)
+
+
+def test_request_too_large_is_resource_exhausted(db: Client) -> None:
+    with pytest.raises(E.ResourceExhausted) as info:
+        db.count("c", "a in [" + ", ".join(str(i) for i in range(5000)) + "]")
+    _check(info.value, grpc.StatusCode.RESOURCE_EXHAUSTED, "REQUEST_TOO_LARGE")
+    assert "max_match_values" in info.value.message
+    _still_serving(db)
+
+
+def test_corrupt_data_on_disk_is_data_loss(server: tuple[Client, Engine], db: Client) -> None:
+    _, engine = server
+    store = engine.collection("c").store
+    with store.env.begin(write=True) as txn:  # damage the stored attributes of point 1
+        label = store.label_of(txn, 1)
+        txn.put(struct.pack(">Q", label), b"\xffgarbage", db=store.db["attrs"])
+    with pytest.raises(E.DataLoss) as info:
+        db.get("c", [1])
+    _check(info.value, grpc.StatusCode.DATA_LOSS, "CORRUPT_DATA")
+    assert db.count("c") == 3  # the rest still answers
