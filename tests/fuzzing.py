@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import struct
+from datetime import UTC
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from sievedb_proto import values
 from sievedb_proto.v1 import sievedb_pb2 as pb
 
 CAMPAIGN_EXAMPLES = int(os.environ.get("SIEVEDB_FUZZ_EXAMPLES", "0") or 0)
@@ -52,7 +54,7 @@ def fuzz_settings(ci_examples: int) -> settings:
 # --- scalars -------------------------------------------------------------------------------
 
 HOSTILE_STRINGS = [
-    "", COLLECTION, "g", "tags", "v1", "../x", "a/b", "..", "a\x00b", "\x1f", "\x85",
+    "", "g", "tags", "v1", "../x", "a/b", "..", "a\x00b", "\x1f", "\x85",
     "x" * 600, "é" * 200, "€" * 171, "id", "and", "`", "\ud7ff", "a" * 65, "m:1",
 ]
 strings = st.one_of(st.sampled_from(HOSTILE_STRINGS), st.text(max_size=24))
@@ -219,24 +221,85 @@ def _vectors(draw: st.DrawFn, *, single: bool = False) -> pb.Vectors:
 
 
 def plausible(draw: st.DrawFn, msg: Message) -> Message:
-    """Make `msg` look like real traffic against collection "c" (dim 4), field by field."""
+    """Make `msg` look like real traffic against collection "c" (dim 4), field by field.
+
+    Each field is fixed up or left random at random, so some requests are fully valid
+    (reaching the engine's success paths) and others are valid but for one field.
+    """
     fields = msg.DESCRIPTOR.fields_by_name
-    if "collection" in fields and draw(st.integers(0, 4)) > 0:
+
+    def fix(name: str) -> bool:
+        field = fields.get(name)
+        if field is None or _KINDS.get(name) not in (field.type, _message_name(field)):
+            return False
+        return draw(st.integers(0, 4)) > 0
+
+    if fix("collection"):
         msg.collection = COLLECTION  # type: ignore[attr-defined]
+    if fix("model"):
+        msg.model = ""  # type: ignore[attr-defined]
     for name in ("vectors", "queries", "query", "probe_vectors"):
-        if name in fields and draw(st.booleans()):
+        if fix(name):
             getattr(msg, name).CopyFrom(_vectors(draw, single=name == "query"))
     vectors = getattr(msg, "vectors", None)
-    if "ids" in fields and isinstance(vectors, pb.Vectors) and draw(st.booleans()):
+    count = vectors.count if isinstance(vectors, pb.Vectors) else draw(st.integers(0, 4))
+    if fix("ids"):
         del msg.ids[:]  # type: ignore[attr-defined]
-        for i in range(vectors.count):
-            pid = draw(st.one_of(st.integers(0, 50), st.sampled_from(["a", "b", "é"])))
-            msg.ids.append(pb.PointId(**({"num": pid} if isinstance(pid, int) else {"str": pid})))  # type: ignore[attr-defined]
-    if "params" in fields and draw(st.booleans()):
-        msg.params.k = draw(st.sampled_from([0, 1, 3, 10, 10_000, 10_001]))  # type: ignore[attr-defined]
-    if "filter" in fields and draw(st.integers(0, 3)) == 0:
-        msg.filter.expr = draw(st.sampled_from(EXPRESSIONS))  # type: ignore[attr-defined]
+        for _ in range(count):
+            pid = draw(st.one_of(st.integers(0, 50), st.sampled_from(["a", "b", "é", "x" * 510])))
+            msg.ids.append(  # type: ignore[attr-defined]
+                pb.PointId(**({"num": pid} if isinstance(pid, int) else {"str": pid}))
+            )
+    if fix("attributes"):
+        del msg.attributes[:]  # type: ignore[attr-defined]
+        if draw(st.booleans()):
+            for _ in range(count):
+                msg.attributes.append(draw(attributes))  # type: ignore[attr-defined]
+    if fix("params"):
+        msg.params.CopyFrom(pb.SearchParams(  # type: ignore[attr-defined]
+            k=draw(st.sampled_from([1, 3, 10, 0, 10_000, 10_001])),
+            ef=draw(st.sampled_from([0, 0, 16, 4096, 4097])),
+            exact=draw(st.booleans()), with_attributes=draw(st.booleans()),
+            with_vectors=draw(st.booleans()), explain=draw(st.booleans()),
+        ))
+    if fix("filter"):
+        msg.filter.CopyFrom(pb.Filter(expr=draw(st.sampled_from(EXPRESSIONS))))  # type: ignore[attr-defined]
+    if fix("filters"):
+        del msg.filters[:]  # type: ignore[attr-defined]
+        for _ in range(draw(st.sampled_from([0, 1, count]))):
+            msg.filters.append(pb.Filter(expr=draw(st.sampled_from(EXPRESSIONS))))  # type: ignore[attr-defined]
+    if fix("limit"):
+        msg.limit = draw(st.sampled_from([0, 1, 5, 10_000, 10_001]))  # type: ignore[attr-defined]
+    if fix("cursor"):
+        msg.cursor = draw(st.sampled_from([b"", b"\0" * 8, b"\xff" * 8, b"\x01"]))  # type: ignore[attr-defined]
     return msg
+
+
+_S, _B, _U = _d.FieldDescriptor.TYPE_STRING, _d.FieldDescriptor.TYPE_BYTES, _d.FieldDescriptor.TYPE_UINT32
+_KINDS: dict[str, Any] = {
+    "collection": _S, "model": _S, "cursor": _B, "limit": _U, "vectors": "Vectors",
+    "queries": "Vectors", "query": "Vectors", "probe_vectors": "Vectors", "ids": "PointId",
+    "attributes": "Attributes", "params": "SearchParams", "filter": "Filter", "filters": "Filter",
+}
+
+
+def _message_name(field: _d.FieldDescriptor) -> str | None:
+    return field.message_type.name if field.message_type is not None else None
+
+
+def _attr_value(value: Any) -> pb.AttrValue:
+    return values.encode_value(value)
+
+
+attributes = st.dictionaries(
+    st.sampled_from(["g", "n", "tags", "d", "free", "x/y", "é"]),
+    st.one_of(
+        st.sampled_from(["x", "y", "", "k" * 241, 1, 2, -1, 2**63 - 1, 1.5, True, None]),
+        st.lists(st.sampled_from(["rag", "llm", "", 3]), max_size=4),
+        st.datetimes(timezones=st.just(UTC)),
+    ),
+    max_size=4,
+).map(lambda d: pb.Attributes(fields={k: _attr_value(v) for k, v in d.items()}))
 
 
 EXPRESSIONS = [
