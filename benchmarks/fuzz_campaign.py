@@ -81,9 +81,7 @@ def _statistics(output: str) -> dict[str, dict[str, int]]:
         if head:
             current = head.group(1)
             continue
-        counts = re.search(
-            r"(\d+) passing examples?, (\d+) failing examples?, (\d+) invalid examples?", line
-        )
+        counts = re.search(r"(\d+) passing, (\d+) failing, and (\d+) invalid", line)
         if counts and current:
             for key, value in zip(("passing", "failing", "invalid"), counts.groups()):
                 stats[current][key] += int(value)
@@ -159,6 +157,7 @@ def _markdown(doc: dict[str, Any]) -> str:
     ]
     total = sum(r["passing"] + r["failing"] for r in rows)
     out = [
+        "",
         "## Hypothesis targets",
         "",
         (
