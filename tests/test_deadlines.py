@@ -144,3 +144,31 @@ def test_server_stops_a_batch_once_the_deadline_passed(
         time.sleep(0.02)
     assert len(slow_queries) < 40
     assert client.count("c") == 100  # and keeps serving
+
+
+def test_client_cancelling_a_stream_is_logged_as_cancelled(
+    server_handle: tuple[Any, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    import grpc
+    from sievedb_proto.v1 import sievedb_pb2_grpc as pb_grpc
+
+    _, port = server_handle
+    caplog.set_level(logging.INFO)
+    release = threading.Event()
+
+    def requests() -> Iterator[Any]:
+        release.wait(10)
+        yield from ()
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = pb_grpc.SieveDBStub(channel).BulkLoad(requests(), timeout=30)
+        time.sleep(0.3)
+        call.cancel()
+        release.set()
+        give_up = time.monotonic() + 10
+        while not any("BulkLoad CANCELLED" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < give_up, [r.getMessage() for r in caplog.records]
+            time.sleep(0.02)
+    assert not [r for r in caplog.records if r.name == "sievedb.errors"]  # not a server bug

@@ -538,3 +538,11 @@ def test_serve_flags_reach_the_server(spawn_server: Any, tmp_path: Any) -> None:
             client.search("c", np.ones(DIM), k=4)
         with pytest.raises(E.ResourceExhausted, match="max_batch_queries"):
             client.search_batch("c", _vectors(3), k=1)
+
+
+@pytest.mark.parametrize("name", ["a/b", "x\x00", "k" * 129, "é" * 129])
+def test_schema_field_names_follow_the_key_rules(db: Client, name: str) -> None:
+    with pytest.raises(E.InvalidArgument):
+        db.create_collection("s", DIM, schema={name: "keyword"})
+    with pytest.raises(E.InvalidArgument):
+        db.update_schema("c", {name: "keyword"})

@@ -15,7 +15,7 @@ import numpy as np
 
 from sievedb_server.errors import InvalidArgument
 from sievedb_server.limits import DEFAULT_LIMITS, STR_ID_MAX_BYTES, Limits
-from sievedb_server.names import validate_collection_name
+from sievedb_server.names import key_problem, validate_collection_name
 
 __all__ = [
     "AttrValue",
@@ -136,6 +136,10 @@ class CollectionSpec:
         limits.check("max_dim", self.dim)
         self.hnsw.validate()
         names = [f.name for f in self.schema]
+        for name in names:
+            problem = key_problem(name)
+            if problem is not None:  # a field name is an attribute key
+                raise InvalidArgument(f"schema field name {name!r} {problem}")
         if len(set(names)) != len(names):
             raise InvalidArgument(f"schema declares a field twice: {names}")
         return self

@@ -33,7 +33,7 @@ from typing import Any
 import grpc
 
 from sievedb_server.core import deadline
-from sievedb_server.errors import InvalidArgument, ShuttingDown
+from sievedb_server.errors import Cancelled, DeadlineExceeded, InvalidArgument, ShuttingDown
 from sievedb_server.transport.status import status_for
 
 __all__ = [
@@ -104,6 +104,10 @@ class _CallScope:
         if _already_aborted(context):
             self.log("ABORTED", level=logging.INFO)
             raise exc
+        if isinstance(exc, grpc.RpcError) and not context.is_active():
+            # The request stream of a call the client cancelled (or whose deadline passed)
+            # raises a bare RpcError: that is the client leaving, not a server bug.
+            exc = _gone(context)
         mapped = status_for(exc, self.request_id)
         if mapped.expected:
             self.log(mapped.code.name, reason=mapped.reason)
@@ -139,6 +143,13 @@ class _CallScope:
                 "duration_ms": duration_ms,
             },
         )
+
+
+def _gone(context: grpc.ServicerContext) -> Exception:
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return DeadlineExceeded("the deadline passed while the server read the request stream")
+    return Cancelled("the client cancelled the call")
 
 
 def _already_aborted(context: grpc.ServicerContext) -> bool:
