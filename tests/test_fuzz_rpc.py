@@ -111,7 +111,7 @@ def payloads(draw: st.DrawFn, method: Any) -> Any:
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
-@fuzz_settings(12)
+@fuzz_settings(8)
 @given(data=st.data())
 def test_random_messages(target: tuple[grpc.Channel, int], method: Any, data: st.DataObject) -> None:
     channel, _ = target
@@ -136,7 +136,7 @@ def mutations(draw: st.DrawFn, blob: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
-@fuzz_settings(8)
+@fuzz_settings(5)
 @given(data=st.data())
 def test_random_and_mutated_bytes(
     target: tuple[grpc.Channel, int], method: Any, data: st.DataObject
