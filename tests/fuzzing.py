@@ -126,8 +126,12 @@ def _is_map(field: _d.FieldDescriptor) -> bool:
     return field.message_type is not None and field.message_type.GetOptions().map_entry
 
 
-def messages(desc: _d.Descriptor, depth: int = 5) -> st.SearchStrategy[Message]:
-    """Random messages of type `desc` (nested messages down to `depth` levels)."""
+def messages(desc: _d.Descriptor, depth: int = 5, huge: bool = True) -> st.SearchStrategy[Message]:
+    """Random messages of type `desc` (nested messages down to `depth` levels).
+
+    Only the top-level message gets huge repeated fields (`huge`): thousands of copies of a
+    nested message that itself holds thousands would need gigabytes.
+    """
 
     @st.composite
     def build(draw: st.DrawFn) -> Message:
@@ -145,7 +149,7 @@ def messages(desc: _d.Descriptor, depth: int = 5) -> st.SearchStrategy[Message]:
                     continue
             elif not draw(st.booleans()):
                 continue
-            _set_field(draw, msg, field, depth)
+            _set_field(draw, msg, field, depth, huge)
         return msg
 
     return build()
@@ -153,11 +157,13 @@ def messages(desc: _d.Descriptor, depth: int = 5) -> st.SearchStrategy[Message]:
 
 def _value(draw: st.DrawFn, field: _d.FieldDescriptor, depth: int) -> Any:
     if field.message_type is not None:
-        return draw(messages(field.message_type, depth - 1))
+        return draw(messages(field.message_type, depth - 1, huge=False))
     return draw(scalar(field))
 
 
-def _set_field(draw: st.DrawFn, msg: Message, field: _d.FieldDescriptor, depth: int) -> None:
+def _set_field(
+    draw: st.DrawFn, msg: Message, field: _d.FieldDescriptor, depth: int, huge_ok: bool
+) -> None:
     if field.message_type is not None and depth <= 0:
         return
     if _is_map(field):
@@ -174,7 +180,7 @@ def _set_field(draw: st.DrawFn, msg: Message, field: _d.FieldDescriptor, depth: 
         return
     if _repeated(field):
         target = getattr(msg, field.name)
-        huge = draw(st.integers(0, 19)) == 0  # now and then: thousands of entries
+        huge = huge_ok and draw(st.integers(0, 19)) == 0  # now and then: thousands of entries
         count = draw(st.integers(1000, 5000)) if huge else draw(st.integers(0, 3))
         items = [_value(draw, field, depth) for _ in range(1 if huge else count)]
         if huge and items:
