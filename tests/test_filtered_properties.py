@@ -286,3 +286,20 @@ def test_update_schema_backfills_indexes(tmp_path: Path) -> None:
     assert eng.count("c", Filter(must=(Match("k", "a"),))) == 2
     assert [f.name for f in eng.describe_collection("c").spec.schema] == ["k", "n"]
     eng.close()
+
+
+def test_negative_zero_update_then_delete_leaves_no_numeric_key(tmp_path: Path) -> None:
+    """Regression: 0.0 → -0.0 staged no change, so the later delete missed the stored key."""
+    eng = Engine(tmp_path, checkpoint_interval_s=3600)
+    eng.create_collection(CollectionSpec("c", DIM, Metric.L2, HnswParams(m=8), SCHEMA))
+    vec = np.ones((1, DIM), dtype=np.float32)
+    eng.upsert("c", [32], vec, [{"f": 0.0}])
+    eng.upsert("c", [32], vec, [{"f": -0.0}])
+    eng.delete("c", [32])
+    eng.close()
+    eng = Engine(tmp_path, checkpoint_interval_s=3600)
+    try:
+        assert check_collection(eng._collections["c"]) == []
+        assert eng.count("c", Filter(must=(Range(key="f", gte=-1.0, lte=1.0),))) == 0
+    finally:
+        eng.close()

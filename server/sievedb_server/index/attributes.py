@@ -71,11 +71,16 @@ def _numeric_key(fname: str, value: float, label: int) -> bytes:
 
 
 def number_of(value: Any) -> float | None:
-    """The float64 a numeric index stores for `value` (None if it is not a number)."""
+    """The float64 a numeric index stores for `value` (None if it is not a number).
+
+    -0.0 becomes 0.0: the two compare equal (so an update between them stages no change) but
+    their sortable LMDB keys differ, which left a stale key behind when such a point was
+    updated and then deleted (found by the postings state machine).
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        return float(value) + 0.0
     if isinstance(value, datetime):
         return value.timestamp() * 1e6
     return None
