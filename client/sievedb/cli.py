@@ -48,6 +48,7 @@ PLUGIN_COMMANDS: list[tuple[str, str, str]] = [
     ("bench", "sievedb.bench", "run a benchmark workload"),
     ("model", "sievedb.model_cli", "register, check and promote embedding models of a collection"),
     ("verify", "sievedb.verify_cli", "check a data folder's indexes against LMDB (and --repair)"),
+    ("snapshot", "sievedb.snapshot_cli", "create, list, download, restore and delete snapshots"),
 ]
 
 

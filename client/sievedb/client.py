@@ -28,6 +28,7 @@ from sievedb_proto.v1 import sievedb_pb2_grpc as pb_grpc
 from sievedb import _bulk, _security, _wire
 from sievedb.errors import from_rpc_error
 from sievedb.models import ModelsMixin
+from sievedb.snapshots import SnapshotsMixin
 from sievedb.types import (
     BulkLoadResult,
     CollectionInfo,
@@ -58,7 +59,7 @@ _CHANNEL_OPTIONS: Final = (
 )
 
 
-class Client(ModelsMixin):
+class Client(ModelsMixin, SnapshotsMixin):
     """A connection to one sievedb server (thread-safe; share one per process)."""
 
     def __init__(

@@ -9,7 +9,8 @@ and the client maps status + reason back to typed exceptions. Every class has a 
     │   ├── InvalidVector            NaN/Inf/empty vector, wrong byte length
     │   ├── InvalidFilter            malformed filter or expression
     │   ├── InvalidName              collection name outside [A-Za-z0-9_-]{1,64}
-    │   └── InvalidAttributes        attribute value of an unknown or mismatched type
+    │   ├── InvalidAttributes        attribute value of an unknown or mismatched type
+    │   └── InvalidSnapshot          not a sievedb snapshot archive (unsafe member, unknown format)
     ├── FailedPrecondition           FAILED_PRECONDITION
     │   ├── DimensionMismatch
     │   ├── ModelMismatch
@@ -17,7 +18,8 @@ and the client maps status + reason back to typed exceptions. Every class has a 
     ├── NotFound                     NOT_FOUND
     │   ├── CollectionNotFound
     │   ├── PointNotFound
-    │   └── ModelNotFound
+    │   ├── ModelNotFound
+    │   └── SnapshotNotFound
     ├── AlreadyExists                ALREADY_EXISTS
     │   └── CollectionExists
     ├── ResourceExhausted            RESOURCE_EXHAUSTED
@@ -32,7 +34,8 @@ and the client maps status + reason back to typed exceptions. Every class has a 
     │   └── StreamIdle                   a client stream sent nothing for too long
     ├── Cancelled                    CANCELLED          the caller went away mid-work
     ├── DataLoss                     DATA_LOSS
-    │   └── CorruptData
+    │   ├── CorruptData
+    │   └── CorruptSnapshot          archive bytes disagree with their checksum or manifest
     └── InternalError                INTERNAL
 """
 
@@ -44,6 +47,7 @@ __all__ = [
     "CollectionExists",
     "CollectionNotFound",
     "CorruptData",
+    "CorruptSnapshot",
     "DataLoss",
     "DeadlineExceeded",
     "DimensionMismatch",
@@ -54,6 +58,7 @@ __all__ = [
     "InvalidAttributes",
     "InvalidFilter",
     "InvalidName",
+    "InvalidSnapshot",
     "InvalidVector",
     "ModelMismatch",
     "ModelNotFound",
@@ -64,6 +69,7 @@ __all__ = [
     "ResourceExhausted",
     "ShuttingDown",
     "SieveError",
+    "SnapshotNotFound",
     "StoreFull",
     "StreamIdle",
     "TooManyResults",
@@ -102,6 +108,10 @@ class InvalidAttributes(InvalidArgument):
     reason = "INVALID_ATTRIBUTES"
 
 
+class InvalidSnapshot(InvalidArgument):
+    reason = "INVALID_SNAPSHOT"
+
+
 class FailedPrecondition(SieveError):
     reason = "FAILED_PRECONDITION"
 
@@ -132,6 +142,10 @@ class PointNotFound(NotFound):
 
 class ModelNotFound(NotFound):
     reason = "MODEL_NOT_FOUND"
+
+
+class SnapshotNotFound(NotFound):
+    reason = "SNAPSHOT_NOT_FOUND"
 
 
 class AlreadyExists(SieveError):
@@ -192,6 +206,10 @@ class DataLoss(SieveError):
 
 class CorruptData(DataLoss):
     reason = "CORRUPT_DATA"
+
+
+class CorruptSnapshot(DataLoss):
+    reason = "CORRUPT_SNAPSHOT"
 
 
 class InternalError(SieveError):

@@ -159,6 +159,31 @@ class SieveDBStub:
                 request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.ListAliasesRequest.SerializeToString,
                 response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.ListAliasesResponse.FromString,
                 _registered_method=True)
+        self.CreateSnapshot = channel.unary_unary(
+                '/sievedb.v1.SieveDB/CreateSnapshot',
+                request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.CreateSnapshotRequest.SerializeToString,
+                response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.CreateSnapshotResponse.FromString,
+                _registered_method=True)
+        self.ListSnapshots = channel.unary_unary(
+                '/sievedb.v1.SieveDB/ListSnapshots',
+                request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.ListSnapshotsRequest.SerializeToString,
+                response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.ListSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSnapshot = channel.unary_unary(
+                '/sievedb.v1.SieveDB/DeleteSnapshot',
+                request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.DeleteSnapshotRequest.SerializeToString,
+                response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.DeleteSnapshotResponse.FromString,
+                _registered_method=True)
+        self.DownloadSnapshot = channel.unary_stream(
+                '/sievedb.v1.SieveDB/DownloadSnapshot',
+                request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.DownloadSnapshotRequest.SerializeToString,
+                response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SnapshotChunk.FromString,
+                _registered_method=True)
+        self.RestoreSnapshot = channel.stream_unary(
+                '/sievedb.v1.SieveDB/RestoreSnapshot',
+                request_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.RestoreSnapshotRequest.SerializeToString,
+                response_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.RestoreSnapshotResponse.FromString,
+                _registered_method=True)
 
 
 class SieveDBServicer:
@@ -314,6 +339,36 @@ class SieveDBServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSnapshot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSnapshots(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSnapshot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadSnapshot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreSnapshot(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SieveDBServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -441,6 +496,31 @@ def add_SieveDBServicer_to_server(servicer, server):
                     servicer.ListAliases,
                     request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.ListAliasesRequest.FromString,
                     response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.ListAliasesResponse.SerializeToString,
+            ),
+            'CreateSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSnapshot,
+                    request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.CreateSnapshotRequest.FromString,
+                    response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.CreateSnapshotResponse.SerializeToString,
+            ),
+            'ListSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshots,
+                    request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.ListSnapshotsRequest.FromString,
+                    response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'DeleteSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSnapshot,
+                    request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.DeleteSnapshotRequest.FromString,
+                    response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.DeleteSnapshotResponse.SerializeToString,
+            ),
+            'DownloadSnapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadSnapshot,
+                    request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.DownloadSnapshotRequest.FromString,
+                    response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.SnapshotChunk.SerializeToString,
+            ),
+            'RestoreSnapshot': grpc.stream_unary_rpc_method_handler(
+                    servicer.RestoreSnapshot,
+                    request_deserializer=sievedb__proto_dot_v1_dot_sievedb__pb2.RestoreSnapshotRequest.FromString,
+                    response_serializer=sievedb__proto_dot_v1_dot_sievedb__pb2.RestoreSnapshotResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1118,6 +1198,141 @@ class SieveDB:
             '/sievedb.v1.SieveDB/ListAliases',
             sievedb__proto_dot_v1_dot_sievedb__pb2.ListAliasesRequest.SerializeToString,
             sievedb__proto_dot_v1_dot_sievedb__pb2.ListAliasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sievedb.v1.SieveDB/CreateSnapshot',
+            sievedb__proto_dot_v1_dot_sievedb__pb2.CreateSnapshotRequest.SerializeToString,
+            sievedb__proto_dot_v1_dot_sievedb__pb2.CreateSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sievedb.v1.SieveDB/ListSnapshots',
+            sievedb__proto_dot_v1_dot_sievedb__pb2.ListSnapshotsRequest.SerializeToString,
+            sievedb__proto_dot_v1_dot_sievedb__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sievedb.v1.SieveDB/DeleteSnapshot',
+            sievedb__proto_dot_v1_dot_sievedb__pb2.DeleteSnapshotRequest.SerializeToString,
+            sievedb__proto_dot_v1_dot_sievedb__pb2.DeleteSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sievedb.v1.SieveDB/DownloadSnapshot',
+            sievedb__proto_dot_v1_dot_sievedb__pb2.DownloadSnapshotRequest.SerializeToString,
+            sievedb__proto_dot_v1_dot_sievedb__pb2.SnapshotChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreSnapshot(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/sievedb.v1.SieveDB/RestoreSnapshot',
+            sievedb__proto_dot_v1_dot_sievedb__pb2.RestoreSnapshotRequest.SerializeToString,
+            sievedb__proto_dot_v1_dot_sievedb__pb2.RestoreSnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,

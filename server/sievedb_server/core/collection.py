@@ -30,7 +30,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,12 @@ from sievedb_server.core.types import (
     SearchParams,
     SearchResult,
 )
-from sievedb_server.errors import CorruptData, InvalidArgument, PointNotFound
+from sievedb_server.errors import (
+    CollectionNotFound,
+    CorruptData,
+    InvalidArgument,
+    PointNotFound,
+)
 from sievedb_server.filters.model import Filter
 from sievedb_server.filters.planner import DEFAULT_PLANNER, PlannerConfig
 from sievedb_server.filters.reference import matches
@@ -120,6 +126,7 @@ class Collection:
             next_label = self.store.next_label(txn)
         self._write_mutex = threading.RLock()  # re-entered by delete-by-filter
         self._index_lock = RWLock()
+        self._users = RWLock()  # pinned() jobs share it; close() takes it alone
         vec_path = folder / "vectors.f32"
         vec_file_ok = vec_path.exists() and vec_path.stat().st_size >= next_label * self.dim * 4
         self.vectors = VectorArray(
@@ -916,6 +923,15 @@ class Collection:
             self._index_watermark = watermark
             return True
 
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Keep the LMDB environment open while a long job (a snapshot's copy) reads it
+        outside the index locks: `close()` (a drop, a shutdown) waits for it to finish."""
+        with self._users.read():
+            if self._closed:
+                raise CollectionNotFound(f"collection {self.name!r} was dropped or closed")
+            yield
+
     def close(self, *, checkpoint: bool = True) -> None:
         self._stop_indexer.set()
         self._wake_indexer.set()
@@ -926,7 +942,7 @@ class Collection:
                 self.checkpoint()
             except Exception:  # e.g. disk full: LMDB holds every write; the next open replays
                 log.exception("final checkpoint of %s failed; closing without it", self.name)
-        with self._write_mutex, self._index_lock.write():
+        with self._users.write(), self._write_mutex, self._index_lock.write():
             if self._closed:
                 return
             self._closed = True

@@ -119,8 +119,17 @@ class HnswIndex:
         return True
 
     def save(self, watermark: int) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp_graph = self.graph_path.with_suffix(".hnsw.tmp")
+        self.save_to(self.folder, watermark)
+
+    def save_to(self, folder: Path, watermark: int, *, sync: bool = True) -> None:
+        """Write `index.hnsw` + `index.meta` into `folder` (snapshots save into their own).
+
+        `sync=False` skips the fsyncs, for a staging copy that is made durable later.
+        """
+        folder.mkdir(parents=True, exist_ok=True)
+        replace = _fsync_replace if sync else os.replace
+        graph_path, stamp_path = folder / self.graph_path.name, folder / self.stamp_path.name
+        tmp_graph = graph_path.with_suffix(".hnsw.tmp")
         try:
             self.index.save_index(str(tmp_graph))
             size, least = tmp_graph.stat().st_size, self._min_file_bytes()
@@ -128,7 +137,7 @@ class HnswIndex:
                 raise OSError(
                     errno.ENOSPC, f"short write saving the graph ({size} of >= {least} bytes)"
                 )
-            _fsync_replace(tmp_graph, self.graph_path)
+            replace(tmp_graph, graph_path)
         except BaseException:
             tmp_graph.unlink(missing_ok=True)
             raise
@@ -141,10 +150,10 @@ class HnswIndex:
             "m": self.params.m,
             "ef_construction": self.params.ef_construction,
         }
-        tmp_stamp = self.stamp_path.with_suffix(".meta.tmp")
+        tmp_stamp = stamp_path.with_suffix(".meta.tmp")
         try:
             tmp_stamp.write_bytes(msgpack.packb(stamp))
-            _fsync_replace(tmp_stamp, self.stamp_path)
+            replace(tmp_stamp, stamp_path)
         except BaseException:
             tmp_stamp.unlink(missing_ok=True)
             raise

@@ -114,6 +114,12 @@ METHOD_ROLES: Final[Mapping[str, Role]] = MappingProxyType(
         "RollbackAlias": _A,
         "DeleteAlias": _A,
         "ListAliases": _R,
+        # snapshots (a snapshot holds every point: reading one is as sensitive as writing)
+        "CreateSnapshot": _A,
+        "ListSnapshots": _A,
+        "DeleteSnapshot": _A,
+        "DownloadSnapshot": _A,
+        "RestoreSnapshot": _A,
     }
 )
 """RPC name (of `sievedb.v1.SieveDB`) → the least role allowed to call it."""

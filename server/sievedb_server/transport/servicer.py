@@ -19,6 +19,7 @@ from sievedb_server.limits import DEFAULT_LIMITS, Limits
 from sievedb_server.transport import codec
 from sievedb_server.transport.filter_codec import decode_filter
 from sievedb_server.transport.model_servicer import ModelServicerMixin
+from sievedb_server.transport.snapshot_servicer import SnapshotServicerMixin
 from sievedb_server.transport.streams import IdleTimeoutStream
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["SieveDBServicer"]
 
 
-class SieveDBServicer(ModelServicerMixin, pb_grpc.SieveDBServicer):
+class SieveDBServicer(ModelServicerMixin, SnapshotServicerMixin, pb_grpc.SieveDBServicer):
     """Thin adapter from `sievedb.v1` messages to the in-process `Engine` API."""
 
     def __init__(self, engine: Engine) -> None:
