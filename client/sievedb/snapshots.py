@@ -15,6 +15,7 @@ same snapshot format can restore. Restores never overwrite an existing collectio
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ class SnapshotsMixin:
     def _call(self, method: str, request: Any, timeout: Any) -> Any:  # provided by Client
         raise NotImplementedError
 
-    def _rpc(self, method: str, request: Any, timeout: Any) -> Any:
+    def _snapshot_rpc(self, method: str, request: Any, timeout: Any) -> Any:
         return self._call(method, request, self.timeout if timeout is _UNSET else timeout)
 
     def create_snapshot(self, collection: str, *, timeout: Any = _UNSET) -> SnapshotInfo:
@@ -77,15 +78,15 @@ class SnapshotsMixin:
         Holds every write acknowledged before the call (and possibly later ones).
         """
         req = pb.CreateSnapshotRequest(collection=collection)
-        return _snapshot(self._rpc("CreateSnapshot", req, timeout).snapshot)
+        return _snapshot(self._snapshot_rpc("CreateSnapshot", req, timeout).snapshot)
 
     def list_snapshots(self, collection: str = "", *, timeout: Any = _UNSET) -> list[SnapshotInfo]:
         """Snapshots stored on the server, of `collection` or ("") of every collection."""
-        reply = self._rpc("ListSnapshots", pb.ListSnapshotsRequest(collection=collection), timeout)
+        reply = self._snapshot_rpc("ListSnapshots", pb.ListSnapshotsRequest(collection=collection), timeout)
         return [_snapshot(s) for s in reply.snapshots]
 
     def delete_snapshot(self, name: str, *, timeout: Any = _UNSET) -> bool:
-        return bool(self._rpc("DeleteSnapshot", pb.DeleteSnapshotRequest(name=name), timeout).deleted)
+        return bool(self._snapshot_rpc("DeleteSnapshot", pb.DeleteSnapshotRequest(name=name), timeout).deleted)
 
     def download_snapshot(
         self, name: str, path: str | os.PathLike[str], *, timeout: float | None = None
@@ -97,6 +98,8 @@ class SnapshotsMixin:
         """
         target = Path(path)
         if target.is_dir():
+            if not name or Path(name).name != name or name in (".", ".."):
+                raise _wire.local_error(f"snapshot name {name!r} is not a plain file name")
             target = target / name
         part = target.with_name(target.name + ".part")
         digest = hashlib.sha256()
@@ -107,8 +110,9 @@ class SnapshotsMixin:
                 pb.DownloadSnapshotRequest(name=name), timeout=timeout,
                 metadata=self.metadata or None,
             )
+            first = next(stream)  # the server's answer (or error) before any file is created
             with open(part, "wb") as fh:
-                for chunk in stream:
+                for chunk in itertools.chain([first], stream):
                     if chunk.HasField("snapshot"):
                         info = _snapshot(chunk.snapshot)
                     digest.update(chunk.data)
