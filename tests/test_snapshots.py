@@ -121,7 +121,7 @@ class Writer(threading.Thread):
                     ids = [int(i) for i in self.rng.integers(self.next_id, size=8)]
                     wm = self.db.delete("items", ids).watermark
                     self.acked.append((wm, "delete", ids))
-        except BaseException as exc:  # reported by the test
+        except Exception as exc:  # noqa: BLE001 - reported by the test
             self.error = exc
 
     def state_at(self, initial: State, watermark: int) -> State:
@@ -335,7 +335,9 @@ def test_unknown_names_and_clashes_get_the_right_status(
 def _upload(db: Client, data: bytes, name: str, sha256: str = "") -> grpc.StatusCode:
     """Send raw archive bytes (no client-side checks) and return the status code."""
     requests = [pb.RestoreSnapshotRequest(collection=name, sha256=sha256)]
-    requests += [pb.RestoreSnapshotRequest(data=data[i : i + 65536]) for i in range(0, len(data), 65536)]
+    requests += [
+        pb.RestoreSnapshotRequest(data=data[i : i + 65536]) for i in range(0, len(data), 65536)
+    ]
     try:
         db._stub.RestoreSnapshot(iter(requests), timeout=30)
     except grpc.RpcError as exc:
@@ -384,7 +386,10 @@ def _flip(archive: bytes) -> bytes:
 
 
 BAD_ARCHIVES: dict[str, tuple[Callable[[bytes], bytes], grpc.StatusCode]] = {
-    "random bytes": (lambda a: np.random.default_rng(0).bytes(20_000), grpc.StatusCode.INVALID_ARGUMENT),
+    "random bytes": (
+        lambda a: np.random.default_rng(0).bytes(20_000),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
     "empty": (lambda a: b"", grpc.StatusCode.INVALID_ARGUMENT),
     "truncated": (lambda a: a[: len(a) // 2], grpc.StatusCode.DATA_LOSS),
     "bit flip": (_flip, grpc.StatusCode.DATA_LOSS),

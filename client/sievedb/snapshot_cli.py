@@ -74,8 +74,14 @@ def run(args: argparse.Namespace) -> int:
             print_table(
                 ["name", "collection", "created", "points", "size", "sha256"],
                 [
-                    [s.name, s.collection, s.created_at, s.point_count, _size(s.size_bytes),
-                     s.sha256[:16]]
+                    [
+                        s.name,
+                        s.collection,
+                        s.created_at,
+                        s.point_count,
+                        _size(s.size_bytes),
+                        s.sha256[:16],
+                    ]
                     for s in snaps
                 ],
             )

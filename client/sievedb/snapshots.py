@@ -48,7 +48,12 @@ class SnapshotInfo:
 
 def _snapshot(msg: pb.SnapshotInfo) -> SnapshotInfo:
     return SnapshotInfo(
-        msg.name, msg.collection, msg.size_bytes, msg.sha256, msg.created_at, msg.watermark,
+        msg.name,
+        msg.collection,
+        msg.size_bytes,
+        msg.sha256,
+        msg.created_at,
+        msg.watermark,
         msg.point_count,
     )
 
@@ -82,11 +87,17 @@ class SnapshotsMixin:
 
     def list_snapshots(self, collection: str = "", *, timeout: Any = _UNSET) -> list[SnapshotInfo]:
         """Snapshots stored on the server, of `collection` or ("") of every collection."""
-        reply = self._snapshot_rpc("ListSnapshots", pb.ListSnapshotsRequest(collection=collection), timeout)
+        reply = self._snapshot_rpc(
+            "ListSnapshots", pb.ListSnapshotsRequest(collection=collection), timeout
+        )
         return [_snapshot(s) for s in reply.snapshots]
 
     def delete_snapshot(self, name: str, *, timeout: Any = _UNSET) -> bool:
-        return bool(self._snapshot_rpc("DeleteSnapshot", pb.DeleteSnapshotRequest(name=name), timeout).deleted)
+        return bool(
+            self._snapshot_rpc(
+                "DeleteSnapshot", pb.DeleteSnapshotRequest(name=name), timeout
+            ).deleted
+        )
 
     def download_snapshot(
         self, name: str, path: str | os.PathLike[str], *, timeout: float | None = None
@@ -107,7 +118,8 @@ class SnapshotsMixin:
         info: SnapshotInfo | None = None
         try:
             stream = self._stub.DownloadSnapshot(
-                pb.DownloadSnapshotRequest(name=name), timeout=timeout,
+                pb.DownloadSnapshotRequest(name=name),
+                timeout=timeout,
                 metadata=self.metadata or None,
             )
             first = next(stream)  # the server's answer (or error) before any file is created

@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import msgpack
 
@@ -95,9 +95,7 @@ class Manifest:
             "next_label": self.next_label,
             "aliases": list(self.aliases),
             "models": list(self.models),
-            "files": {
-                name: {"size": e.size, "sha256": e.sha256} for name, e in self.files.items()
-            },
+            "files": {name: {"size": e.size, "sha256": e.sha256} for name, e in self.files.items()},
         }
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 
@@ -189,7 +187,8 @@ def write_archive(dest: Path, staging: Path, manifest: Manifest, *, sync: bool =
     try:
         with open(tmp, "wb") as fh:
             out = _HashingWriter(fh)
-            with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+            sink: Any = out  # tarfile only needs write() and tell()
+            with tarfile.TarFile(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT) as tar:
                 body = manifest.to_json()
                 tar.addfile(_tarinfo(MANIFEST, len(body)), io.BytesIO(body))
                 for name in FILES:

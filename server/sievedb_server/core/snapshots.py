@@ -159,12 +159,21 @@ class SnapshotService:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         info = SnapshotInfo(
-            name, coll.name, archive.stat().st_size, digest, manifest.created_at,
-            manifest.watermark, manifest.points,
+            name,
+            coll.name,
+            archive.stat().st_size,
+            digest,
+            manifest.created_at,
+            manifest.watermark,
+            manifest.points,
         )
         log.info(
             "snapshot %s of %s: watermark %d, %d points, %d bytes",
-            name, coll.name, info.watermark, info.point_count, info.size_bytes,
+            name,
+            coll.name,
+            info.watermark,
+            info.point_count,
+            info.size_bytes,
         )
         return info
 
@@ -177,7 +186,7 @@ class SnapshotService:
             txn = env.begin(write=False)
             try:
                 watermark = coll.store.watermark(txn)
-                coll.graph.save_to(staging, watermark)
+                coll.graph.save_to(staging, watermark, sync=False)  # the archive is synced
             except BaseException:
                 txn.abort()
                 raise
@@ -244,7 +253,12 @@ class SnapshotService:
             when = datetime.strptime(match["time"], _TIME_FORMAT).replace(tzinfo=UTC)
             created, watermark, points = when.isoformat().replace("+00:00", "Z"), 0, 0
         return SnapshotInfo(
-            path.name, match["collection"], path.stat().st_size, digest, created, watermark,
+            path.name,
+            match["collection"],
+            path.stat().st_size,
+            digest,
+            created,
+            watermark,
             points,
         )
 
@@ -368,7 +382,10 @@ class SnapshotService:
             shutil.rmtree(staging, ignore_errors=True)
         log.info(
             "restored collection %s from a snapshot of %s (watermark %d, %d points)",
-            collection, manifest.collection, manifest.watermark, manifest.points,
+            collection,
+            manifest.collection,
+            manifest.watermark,
+            manifest.points,
         )
         return info
 
@@ -377,17 +394,29 @@ class SnapshotService:
         try:
             store = CollectionStore(staging / "store", sync=self.engine.sync)
         except CorruptData as exc:
-            raise CorruptSnapshot(f"the snapshot's LMDB copy does not open: {exc.message}") from None
+            raise CorruptSnapshot(
+                f"the snapshot's LMDB copy does not open: {exc.message}"
+            ) from None
         try:
             with store.read() as txn:
                 spec = store.spec(txn)
                 watermark = store.watermark(txn)
                 next_label = store.next_label(txn)
                 points = int(txn.stat(store.db["labels"])["entries"])
-            if spec is None or (spec.dim, spec.metric, spec.hnsw) != (
-                manifest.spec.dim, manifest.spec.metric, manifest.spec.hnsw,
-            ) or (watermark, next_label, points) != (
-                manifest.watermark, manifest.next_label, manifest.points,
+            if (
+                spec is None
+                or (spec.dim, spec.metric, spec.hnsw)
+                != (
+                    manifest.spec.dim,
+                    manifest.spec.metric,
+                    manifest.spec.hnsw,
+                )
+                or (watermark, next_label, points)
+                != (
+                    manifest.watermark,
+                    manifest.next_label,
+                    manifest.points,
+                )
             ):
                 raise CorruptSnapshot("the snapshot's LMDB copy disagrees with its manifest")
             if spec.name != collection:
