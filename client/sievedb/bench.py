@@ -25,6 +25,7 @@ WORKLOADS = {
     "planner": ("calibrate_planner", "each planner strategy forced, by selectivity"),
     "planner-ab": ("ab_planner", "interleaved A/B of planner configurations"),
     "blas": ("blas_threads", "exact-scan kernels with default vs single-threaded BLAS"),
+    "snapshot": ("bench_snapshot", "online snapshot: duration, restore, latency during it"),
 }
 
 
