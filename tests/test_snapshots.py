@@ -317,6 +317,8 @@ def test_unknown_names_and_clashes_get_the_right_status(
     snap = db.create_snapshot("items")
     with pytest.raises(errors.AlreadyExists):
         db.restore_server_snapshot(snap.name, "items")
+    with pytest.raises(errors.AlreadyExists):  # refused before the upload is read
+        db.restore_snapshot(db.download_snapshot(snap.name, tmp_path), "items")
     db.set_alias("items_alias", "items")
     with pytest.raises(errors.AlreadyExists):
         db.restore_server_snapshot(snap.name, "items_alias", overwrite=True)
