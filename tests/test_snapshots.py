@@ -290,6 +290,38 @@ def test_snapshot_during_a_bulk_load_keeps_points_the_graph_has_not_reached(
     assert hits.ids.tolist() == [1234]
 
 
+class _UnpatchedLmdb:
+    """An Environment whose copy() refuses a transaction, as py-lmdb built without its LMDB
+    patch (LMDB_PURE, a system LMDB) does."""
+
+    def __init__(self, env: Any) -> None:
+        self._env = env
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+    def copy(self, path: str, compact: bool = False, txn: Any = None) -> None:
+        if txn is not None:
+            raise TypeError("Non-patched LMDB doesn't support transaction with env.copy")
+        self._env.copy(path, compact=compact)
+
+
+def test_without_transaction_copies_a_snapshot_holds_writes_and_stays_consistent(
+    server: tuple[Client, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, engine = server
+    _create(db)
+    want = _load(db, np.random.default_rng(10), 500)
+    store = engine.collection("items").store
+    monkeypatch.setattr(store, "env", _UnpatchedLmdb(store.env))
+    snap = db.create_snapshot("items")
+    monkeypatch.undo()
+    info = db.restore_server_snapshot(snap.name, "copy")
+    assert info.index_watermark == info.watermark == snap.watermark
+    _assert_same_state(_dump(db, "copy"), want)
+    assert find_problems(engine.collection("copy")) == []
+
+
 # --- statuses ----------------------------------------------------------------------------
 
 

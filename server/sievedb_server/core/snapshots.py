@@ -42,7 +42,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import lmdb
 
@@ -110,6 +110,10 @@ def _parse_name(name: str) -> re.Match[str]:
             "<collection>-<YYYYMMDDTHHMMSSZ>-<6 hex>.snapshot"
         )
     return match
+
+
+class _NoTxnCopy(Exception):
+    """`Environment.copy(txn=...)` is not available in this py-lmdb build."""
 
 
 def _disk_errors(exc: OSError) -> SieveError | None:
@@ -180,31 +184,16 @@ class SnapshotService:
     def _capture(self, coll: Collection, staging: Path, now: datetime) -> Manifest:
         """Graph + LMDB copy at one watermark into `staging` (see the module docstring)."""
         staging.mkdir()
-        env = coll.store.env
-        # Same package, deliberate: the index lock is what makes graph and watermark agree.
-        with coll._index_lock.read():
-            txn = env.begin(write=False)
-            try:
-                watermark = coll.store.watermark(txn)
-                coll.graph.save_to(staging, watermark, sync=False)  # the archive is synced
-            except BaseException:
-                txn.abort()
-                raise
         try:
-            (staging / "store").mkdir()
-            env.copy(str(staging / "store"), compact=True, txn=txn)
-            spec = coll.store.spec(txn)
-            next_label = coll.store.next_label(txn)
-            points = int(txn.stat(coll.store.db["labels"])["entries"])
-            with txn.cursor(db=coll.store.db["models"]) as cur:
-                models = [
-                    bytes(k)[len(layout.MODEL_PREFIX) :].decode()
-                    for k in cur.iternext(keys=True, values=False)
-                    if bytes(k).startswith(layout.MODEL_PREFIX)
-                ]
-            store_format = txn.get(layout.META_FORMAT, db=coll.store.db["meta"])
-        finally:
-            txn.abort()
+            facts = self._copy(coll, staging, hold_writes=False)
+        except _NoTxnCopy:
+            # py-lmdb built without its LMDB patch (LMDB_PURE or a system LMDB) cannot copy
+            # from a given transaction: copy with writes held instead (consistent, not online).
+            log.warning("lmdb cannot copy from a transaction here; %s waits for writes", coll.name)
+            shutil.rmtree(staging / "store", ignore_errors=True)
+            with coll._write_mutex:  # every watermark-moving commit takes it
+                facts = self._copy(coll, staging, hold_writes=True)
+        watermark, spec, next_label, points, models, store_format = facts
         if spec is None or store_format is None:
             raise CorruptData(f"collection {coll.name!r} has no spec or format in its store")
         files = {
@@ -224,6 +213,42 @@ class SnapshotService:
             aliases=tuple(aliases),
             models=tuple(sorted(models)),
         )
+
+    @staticmethod
+    def _copy(coll: Collection, staging: Path, *, hold_writes: bool) -> tuple[Any, ...]:
+        """Save the graph and copy LMDB into `staging`, both at the watermark read here."""
+        env = coll.store.env
+        # Same package, deliberate: the index lock is what makes graph and watermark agree.
+        with coll._index_lock.read():
+            txn = env.begin(write=False)
+            try:
+                watermark = coll.store.watermark(txn)
+                coll.graph.save_to(staging, watermark, sync=False)  # the archive is synced
+            except BaseException:
+                txn.abort()
+                raise
+        try:
+            (staging / "store").mkdir()
+            if hold_writes:
+                env.copy(str(staging / "store"), compact=True)
+            else:
+                try:
+                    env.copy(str(staging / "store"), compact=True, txn=txn)
+                except TypeError as exc:
+                    raise _NoTxnCopy() from exc
+            spec = coll.store.spec(txn)
+            next_label = coll.store.next_label(txn)
+            points = int(txn.stat(coll.store.db["labels"])["entries"])
+            with txn.cursor(db=coll.store.db["models"]) as cur:
+                models = [
+                    bytes(k)[len(layout.MODEL_PREFIX) :].decode()
+                    for k in cur.iternext(keys=True, values=False)
+                    if bytes(k).startswith(layout.MODEL_PREFIX)
+                ]
+            store_format = txn.get(layout.META_FORMAT, db=coll.store.db["meta"])
+        finally:
+            txn.abort()
+        return watermark, spec, next_label, points, models, store_format
 
     # -- list, delete, read ----------------------------------------------------------------
 
