@@ -2,8 +2,8 @@
 
 Taking a snapshot (`create`) while the collection serves reads and writes:
 
-1. Under the collection's index READ lock (searches go on; a writer's commit waits, as it does
-   behind a checkpoint) open an LMDB read transaction and save the HNSW graph into a staging
+1. Holding the collection's write mutex and index READ lock, as a checkpoint does (searches go
+   on; writes wait), open an LMDB read transaction and save the HNSW graph into a staging
    folder stamped with that transaction's watermark W. Commits and the graph move together
    under the index WRITE lock, so the graph holds exactly the writes <= W (points not yet in it
    are "pending", which recovery re-derives from LMDB).
@@ -219,7 +219,9 @@ class SnapshotService:
         """Save the graph and copy LMDB into `staging`, both at the watermark read here."""
         env = coll.store.env
         # Same package, deliberate: the index lock is what makes graph and watermark agree.
-        with coll._index_lock.read():
+        # Writers are held at the write mutex (as a checkpoint holds them), not queued on the
+        # writer-preferring index lock, where they would also stall every new search.
+        with coll._write_mutex, coll._index_lock.read():
             txn = env.begin(write=False)
             try:
                 watermark = coll.store.watermark(txn)
