@@ -403,6 +403,12 @@ class SnapshotService:
         staging = self.engine.root / f".restore-{collection}-{uuid.uuid4().hex[:8]}"
         try:
             manifest = read_archive(archive, staging, sync=self.engine.sync)
+            cap = self.engine.store_max_bytes
+            if cap and manifest.files["store/data.mdb"].size > cap:
+                raise StoreFull(
+                    f"the snapshot's store holds {manifest.files['store/data.mdb'].size} bytes; "
+                    f"this server caps a collection's store at {cap}"
+                )
             self._prepare(staging, manifest, collection)
             info = self._install(staging, collection, overwrite)
         finally:
@@ -496,7 +502,12 @@ class SnapshotService:
             if engine.sync:
                 fsync_dir(engine.root)
             try:
-                coll = Collection(final, sync=engine.sync, planner=engine.planner)
+                coll = Collection(
+                    final,
+                    sync=engine.sync,
+                    planner=engine.planner,
+                    store_max_bytes=engine.store_max_bytes,
+                )
             except (CorruptData, lmdb.Error, OSError) as exc:
                 final.rename(staging)  # removed by the caller; never visible
                 raise CorruptSnapshot(f"the restored collection does not open: {exc}") from None
