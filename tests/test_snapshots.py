@@ -507,3 +507,23 @@ def test_cli_round_trip(
     assert main(["snapshot", "delete", name, *target]) == 0
     assert main(["snapshot", "delete", name, *target]) == 1
     assert "SNAPSHOT_NOT_FOUND" in capsys.readouterr().err
+
+
+def test_a_snapshot_larger_than_the_store_cap_is_refused(tmp_path: Path) -> None:
+    from sievedb_server.core.types import CollectionSpec, Metric
+    from sievedb_server.errors import StoreFull
+
+    source, capped = Engine(tmp_path / "a"), Engine(tmp_path / "b", store_max_bytes=64 * 1024)
+    try:
+        source.create_collection(CollectionSpec("items", DIM, Metric.L2))
+        vectors = np.random.default_rng(11).normal(size=(2000, DIM)).astype(np.float32)
+        source.upsert("items", list(range(2000)), vectors)
+        service = snapshots_of(source)
+        snap = service.create("items")
+        with pytest.raises(StoreFull):
+            snapshots_of(capped).restore_file(service.root / "items" / snap.name, "items")
+        assert capped.list_collections() == []
+        assert [p.name for p in capped.root.iterdir()] == []
+    finally:
+        source.close()
+        capped.close()
