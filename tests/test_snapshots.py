@@ -527,3 +527,52 @@ def test_a_snapshot_larger_than_the_store_cap_is_refused(tmp_path: Path) -> None
     finally:
         source.close()
         capped.close()
+
+
+def test_restore_counts_against_the_collection_limit(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from sievedb_server.core.types import CollectionSpec, Metric
+    from sievedb_server.errors import ResourceExhausted
+    from sievedb_server.limits import DEFAULT_LIMITS
+
+    engine = Engine(tmp_path / "data", limits=replace(DEFAULT_LIMITS, max_collections=1))
+    try:
+        engine.create_collection(CollectionSpec("items", DIM, Metric.L2))
+        service = snapshots_of(engine)
+        archive = service.root / "items" / service.create("items").name
+        with pytest.raises(ResourceExhausted):
+            service.restore_file(archive, "second")
+        service.restore_file(archive, "items", overwrite=True)  # a replacement adds none
+        assert [c.spec.name for c in engine.list_collections()] == ["items"]
+    finally:
+        engine.close()
+
+
+def test_a_stalled_upload_times_out(engine: Engine) -> None:
+    from sievedb_server.limits import Limits
+
+    srv, port = create_server(
+        "127.0.0.1:0",
+        engine.data_dir,
+        engine=engine,
+        max_workers=4,
+        limits=Limits(stream_idle_timeout_s=0.5),
+    )
+    srv.start()
+    release = threading.Event()
+
+    def stalled() -> Iterator[pb.RestoreSnapshotRequest]:
+        yield pb.RestoreSnapshotRequest(collection="victim")
+        release.wait(30)  # sends nothing more, never half-closes
+
+    try:
+        with Client(f"127.0.0.1:{port}") as db:
+            with pytest.raises(grpc.RpcError) as info:
+                db._stub.RestoreSnapshot(stalled(), timeout=20)
+            assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            assert db.list_collections() == []
+    finally:
+        release.set()
+        srv.shutdown(grace=1, close_engine=False)
+    assert not list(snapshots_of(engine).uploads.glob("*"))

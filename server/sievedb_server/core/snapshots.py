@@ -342,10 +342,13 @@ class SnapshotService:
         validate_collection_name(collection)
         if self.engine.aliases.resolve(collection) != collection:
             raise CollectionExists(f"{collection!r} is an alias; restore under another name")
-        if not overwrite and collection in self.engine._collections:
+        existing = self.engine._collections
+        if not overwrite and collection in existing:
             raise CollectionExists(
                 f"collection {collection!r} already exists (restore with overwrite to replace it)"
             )
+        if collection not in existing:
+            self.engine.limits.check("max_collections", len(existing) + 1)
 
     def restore_snapshot(
         self, name: str, collection: str, *, overwrite: bool = False

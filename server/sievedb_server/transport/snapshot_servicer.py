@@ -15,8 +15,10 @@ from sievedb_proto.v1 import sievedb_pb2 as pb
 
 from sievedb_server.core.snapshots import SnapshotService, snapshots_of
 from sievedb_server.errors import InvalidArgument
+from sievedb_server.limits import DEFAULT_LIMITS
 from sievedb_server.transport import codec
 from sievedb_server.transport.snapshot_codec import encode_snapshot_info
+from sievedb_server.transport.streams import IdleTimeoutStream
 
 if TYPE_CHECKING:
     import grpc
@@ -61,6 +63,19 @@ class SnapshotServicerMixin:
 
     def RestoreSnapshot(
         self, request_iterator: Iterator[pb.RestoreSnapshotRequest], context: grpc.ServicerContext
+    ) -> pb.RestoreSnapshotResponse:
+        # A stalled uploader would pin this worker thread: wait for each chunk a bounded time.
+        idle = getattr(self.engine, "limits", DEFAULT_LIMITS).stream_idle_timeout_s
+        if not idle:
+            return self._restore(request_iterator)
+        stream = IdleTimeoutStream(request_iterator, idle, "snapshot upload")
+        try:
+            return self._restore(stream)
+        finally:
+            stream.close()
+
+    def _restore(
+        self, request_iterator: Iterator[pb.RestoreSnapshotRequest]
     ) -> pb.RestoreSnapshotResponse:
         first = next(request_iterator, None)
         if first is None or not first.collection:
