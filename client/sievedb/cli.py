@@ -127,20 +127,15 @@ def _parse_field(text: str) -> Field:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import logging
-
     try:
+        from sievedb_server.logs import configure_logging
         from sievedb_server.transport.security import SECURITY_ERRORS, security_from_options
         from sievedb_server.transport.server import serve_forever
     except ImportError as exc:
         raise CliError(
             f"the server is not installed ({exc}); install it with: pip install 'sievedb[server]'"
         ) from None
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level, args.log_format, sys.stderr)
     try:
         security = security_from_options(
             api_keys_file=args.api_keys,
@@ -168,6 +163,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "checkpoint_interval_s": args.checkpoint_interval,
             },
             limits=limits,
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
         )
     except SECURITY_ERRORS as exc:
         raise CliError(str(exc)) from None
@@ -327,6 +324,20 @@ def _add_builtin_commands(sub: Any) -> None:
     p.add_argument(
         "--checkpoint-interval", type=float, default=30.0,
         help="seconds between index checkpoints (bounds replay after a crash; default 30)",
+    )
+    p.add_argument(
+        "--log-format", default="text", choices=["text", "json"],
+        help="text lines, or one JSON object per line (access log: request_id, method, status, "
+        "duration_ms, peer, collection)",
+    )
+    p.add_argument(
+        "--metrics-port", type=int, default=None, metavar="PORT",
+        help="serve Prometheus metrics on http://METRICS_HOST:PORT/metrics (default: off)",
+    )
+    p.add_argument(
+        "--metrics-host", default="127.0.0.1",
+        help="interface of the metrics endpoint (default %(default)s; another needs --insecure: "
+        "the endpoint has no TLS or authentication)",
     )
     add_serve_security_args(p)
     add_serve_limit_args(p)

@@ -38,6 +38,7 @@ import numpy as np
 from pyroaring import BitMap
 
 from sievedb_server.core import deadline
+from sievedb_server.core.observe import CollectionStats
 from sievedb_server.core.query import AllowedSet, QueryOutcome, resolve_filter, run_query
 from sievedb_server.core.rwlock import RWLock
 from sievedb_server.core.types import (
@@ -688,8 +689,13 @@ class Collection:
         queries: np.ndarray,
         params: SearchParams,
         filters: Sequence[Filter | None] | None = None,
+        *,
+        on_plan: Callable[[Plan, bool], None] | None = None,
     ) -> list[SearchResult]:
-        """k-NN for each row of `queries` (validated float32), each with its own filter or None."""
+        """k-NN for each row of `queries` (validated float32), each with its own filter or None.
+
+        `on_plan(plan, filtered)` is called per query once the lock is released (metrics).
+        """
         if self.metric is Metric.COSINE:
             queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -729,6 +735,9 @@ class Collection:
                 [o.labels for o in outcomes], [o.scores for o in outcomes], vecs, params
             )
             fetch_ns = (time.perf_counter_ns() - t0) // max(len(outcomes), 1)
+        if on_plan is not None:
+            for outcome, flt in zip(outcomes, flts):
+                on_plan(outcome.plan, flt is not None)
         if not params.explain:
             return results
         for outcome in outcomes:
@@ -886,6 +895,22 @@ class Collection:
                 index_watermark=self._index_watermark,
                 disk_bytes=self.disk_bytes(),
             )
+
+    def stats(self) -> CollectionStats:
+        """Sizes for monitoring (a scrape): O(capacity) numpy work under the read lock."""
+        with self._index_lock.read():
+            hi = self.vectors.capacity
+            indexed = int(np.count_nonzero(self.in_graph[:hi] & self.vectors.live[:hi]))
+            graph_entries = int(self.graph.index.element_count)
+            points, pending = self._live_count, len(self.pending)
+        return CollectionStats(
+            name=self.name,
+            points=points,
+            indexed=indexed,
+            pending=pending,
+            graph_deleted=max(graph_entries - indexed, 0),
+            disk_bytes=self.disk_bytes(),
+        )
 
     def disk_bytes(self) -> int:
         files = [p for p in self.folder.iterdir() if p.is_file()]

@@ -27,11 +27,13 @@ from sievedb_server.core.aliases import AliasTable
 from sievedb_server.core.collection import Collection
 from sievedb_server.core.imports import Importer, ImportOperation, ImportSource
 from sievedb_server.core.models import ModelService, prepare_queries, prepare_writes
+from sievedb_server.core.observe import CollectionStats, EngineObserver
 from sievedb_server.core.types import (
     Attributes,
     CollectionInfo,
     CollectionSpec,
     FieldSpec,
+    Plan,
     Point,
     PointId,
     ScrollPage,
@@ -88,6 +90,7 @@ class Engine:
         self._lock = threading.Lock()
         self._collections: dict[str, Collection] = {}
         self._closed = False
+        self._observers: tuple[EngineObserver, ...] = ()
         self.aliases = AliasTable(self.data_dir, sync=sync)
         for folder in sorted(self.root.iterdir()):
             if folder.name.startswith("."):
@@ -105,6 +108,23 @@ class Engine:
             name="sievedb-checkpointer",
         )
         self._checkpointer.start()
+
+    # -- observers -------------------------------------------------------------------------
+
+    def add_observer(self, observer: EngineObserver) -> None:
+        """Report plans and bulk-load rows to `observer` (see `core/observe.py`)."""
+        with self._lock:
+            self._observers = (*self._observers, observer)
+
+    def remove_observer(self, observer: EngineObserver) -> None:
+        with self._lock:
+            self._observers = tuple(o for o in self._observers if o is not observer)
+
+    def stats(self) -> list[CollectionStats]:
+        """Sizes of every collection, for monitoring (computed now, not maintained)."""
+        with self._lock:
+            colls = sorted(self._collections.values(), key=lambda c: c.name)
+        return [c.stats() for c in colls]
 
     # -- collections -----------------------------------------------------------------------
 
@@ -306,7 +326,10 @@ class Engine:
         else:
             rows = 0
         deadline.checkpoint("before the write")
-        return coll.bulk_upsert(checked, arr, attrs, load_id=load_id, load_rows=rows)
+        watermark = coll.bulk_upsert(checked, arr, attrs, load_id=load_id, load_rows=rows)
+        for observer in self._observers:
+            observer.rows_bulk_loaded(coll.name, len(checked))
+        return watermark
 
     def load_rows(self, name: str, load_id: str) -> int | None:
         """Rows the resumable load `load_id` has durably committed (None: unknown load)."""
@@ -436,7 +459,15 @@ class Engine:
                 raise InvalidArgument(
                     f"got {len(filters)} filters for {len(arr)} queries: pass 0, 1 or one each"
                 )
-        return coll.search_batch(arr, params, flts)
+        observers = self._observers
+        if not observers:
+            return coll.search_batch(arr, params, flts)
+
+        def on_plan(plan: Plan, filtered: bool) -> None:
+            for observer in observers:
+                observer.query_planned(coll.name, plan, filtered)
+
+        return coll.search_batch(arr, params, flts, on_plan=on_plan)
 
     # -- lifecycle -------------------------------------------------------------------------
 

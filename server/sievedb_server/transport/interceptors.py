@@ -1,10 +1,19 @@
-"""The server interceptor: request ids, access logging, shutdown gating and error mapping.
+"""The server interceptor: request ids, access logging, metrics, shutdown gating, error mapping.
 
 Every call gets a request id: the client's `x-request-id` metadata when it is a sane token,
 otherwise a fresh uuid4 hex. The id is returned in the `sievedb-request-id` trailing metadata
 of every call, bound to `current_request_id()` while the handler runs, and written in the
-access log line (`logging`, logger `sievedb.access`, with `extra=` fields for structured
-handlers).
+access log line.
+
+Access log: exactly one line per call (logger `sievedb.access`), written when the call ends
+whatever the outcome (OK, an error, a handler's own abort, a client cancelling a stream).
+Its `extra=` fields are what structured handlers (`sievedb_server.logs`, `--log-format json`)
+print: `request_id`, `method`, `status` (gRPC code name), `reason`, `duration_ms`, `peer` and,
+for unary calls, `collection`. Invocation metadata is never logged, so neither is the
+`authorization` header.
+
+With `metrics` (a `transport.metrics.ServerMetrics`) the same end-of-call point updates the
+per-RPC counters, latency histograms and the in-flight gauge.
 
 Error mapping happens HERE and nowhere else: servicers raise domain errors
 (`sievedb_server.errors`), this interceptor turns them into a status via `status.status_for`,
@@ -28,13 +37,16 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from sievedb_server.core import deadline
 from sievedb_server.errors import Cancelled, DeadlineExceeded, InvalidArgument, ShuttingDown
 from sievedb_server.transport.status import status_for
+
+if TYPE_CHECKING:
+    from sievedb_server.transport.metrics import ServerMetrics
 
 __all__ = [
     "REASON_KEY",
@@ -51,6 +63,7 @@ REASON_KEY = "sievedb-reason"
 GATED_PREFIX = "/sievedb.v1.SieveDB/"
 
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_PLAIN_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("sievedb_request_id", default="")
 access_log = logging.getLogger("sievedb.access")
 error_log = logging.getLogger("sievedb.errors")
@@ -84,14 +97,53 @@ def _request_id_from(metadata: Any) -> str:
     return uuid.uuid4().hex
 
 
-class _CallScope:
-    """Book-keeping for one call: request id, timing, the final status and the log line."""
+def _collection_of(request: Any) -> str:
+    """The collection a unary request names, for the log ("" when it names none).
 
-    def __init__(self, method: str, request_id: str, gate: ShutdownGate | None) -> None:
+    A name that is not a plain token (it will be refused anyway) is logged quoted, so control
+    characters cannot forge log lines.
+    """
+    name = getattr(request, "collection", None)
+    if not isinstance(name, str):
+        kind = type(request).__name__
+        if kind in ("DescribeCollectionRequest", "DropCollectionRequest"):
+            name = request.name
+        elif kind == "CreateCollectionRequest":
+            name = request.spec.name
+        else:
+            return ""
+    if not name or _PLAIN_NAME_RE.fullmatch(name):
+        return name
+    return repr(name[:64])
+
+
+def _peer_of(context: grpc.ServicerContext) -> str:
+    try:
+        return str(context.peer())
+    except (AttributeError, NotImplementedError):  # test doubles may have no peer
+        return ""
+
+
+class _CallScope:
+    """Book-keeping for one call: request id, timing, metrics, the final status and log line."""
+
+    def __init__(
+        self,
+        method: str,
+        context: grpc.ServicerContext,
+        gate: ShutdownGate | None,
+        metrics: ServerMetrics | None,
+    ) -> None:
         self.method = method
-        self.request_id = request_id
+        self.request_id = _request_id_from(context.invocation_metadata())
         self.gate = gate if method.startswith(GATED_PREFIX) else None
+        self.metrics = metrics
+        self.peer = _peer_of(context)
+        self.collection = ""
+        self.finished = False
         self.start_ns = time.perf_counter_ns()
+        if metrics is not None:
+            metrics.call_started(method)
 
     def enter(self, context: grpc.ServicerContext) -> contextvars.Token[str]:
         context.set_trailing_metadata(((REQUEST_ID_KEY, self.request_id),))
@@ -101,8 +153,9 @@ class _CallScope:
 
     def fail(self, exc: BaseException, context: grpc.ServicerContext) -> None:
         """Abort the call with the mapped status (raises, as `context.abort` does)."""
-        if _already_aborted(context):
-            self.log("ABORTED", level=logging.INFO)
+        aborted = _aborted_code(context)
+        if aborted is not None:
+            self.finish(aborted.name)
             raise exc
         if isinstance(exc, grpc.RpcError) and not context.is_active():
             # The request stream of a call the client cancelled (or whose deadline passed)
@@ -110,7 +163,7 @@ class _CallScope:
             exc = _gone(context)
         mapped = status_for(exc, self.request_id)
         if mapped.expected:
-            self.log(mapped.code.name, reason=mapped.reason)
+            self.finish(mapped.code.name, reason=mapped.reason)
         else:
             error_log.error(
                 "unexpected error in %s (request id %s)",
@@ -119,28 +172,41 @@ class _CallScope:
                 exc_info=exc,
                 extra={"request_id": self.request_id, "method": self.method},
             )
-            self.log(mapped.code.name, reason=mapped.reason, level=logging.ERROR)
+            self.finish(mapped.code.name, reason=mapped.reason, level=logging.ERROR)
         context.set_trailing_metadata(
             ((REQUEST_ID_KEY, self.request_id), (REASON_KEY, mapped.reason))
         )
         context.abort(mapped.code, mapped.message)
 
-    def log(self, status: str, *, reason: str = "", level: int = logging.INFO) -> None:
-        duration_ms = (time.perf_counter_ns() - self.start_ns) / 1e6
+    def finish(self, status: str, *, reason: str = "", level: int = logging.INFO) -> None:
+        """Record the call's outcome once: metrics, then the access log line."""
+        if self.finished:
+            return
+        self.finished = True
+        elapsed_ns = time.perf_counter_ns() - self.start_ns
+        if self.metrics is not None:
+            self.metrics.call_finished(self.method, status, elapsed_ns / 1e9)
+        duration_ms = elapsed_ns / 1e6
+        if not access_log.isEnabledFor(level):
+            return
         access_log.log(
             level,
-            "%s %s %.3fms request_id=%s%s",
+            "%s %s %.3fms request_id=%s peer=%s%s%s",
             self.method,
             status,
             duration_ms,
             self.request_id,
+            self.peer or "-",
+            f" collection={self.collection}" if self.collection else "",
             f" reason={reason}" if reason else "",
             extra={
                 "request_id": self.request_id,
                 "method": self.method,
                 "status": status,
                 "reason": reason,
-                "duration_ms": duration_ms,
+                "duration_ms": round(duration_ms, 3),
+                "peer": self.peer,
+                "collection": self.collection,
             },
         )
 
@@ -152,13 +218,13 @@ def _gone(context: grpc.ServicerContext) -> Exception:
     return Cancelled("the client cancelled the call")
 
 
-def _already_aborted(context: grpc.ServicerContext) -> bool:
-    """True when the handler itself called `context.abort` (its bare Exception is in flight)."""
+def _aborted_code(context: grpc.ServicerContext) -> grpc.StatusCode | None:
+    """The code the handler itself aborted with (`context.abort`), or None."""
     try:
         code = context.code()  # type: ignore[attr-defined]
     except (AttributeError, NotImplementedError):
-        return False
-    return code is not None and code is not grpc.StatusCode.OK
+        return None
+    return code if code is not None and code is not grpc.StatusCode.OK else None
 
 
 class _Undecodable:
@@ -202,10 +268,17 @@ def _budget(context: grpc.ServicerContext) -> deadline.CallBudget:
 
 
 def _wrap_unary(
-    behavior: Callable[..., Any], method: str, gate: ShutdownGate | None, streaming: bool = False
+    behavior: Callable[..., Any],
+    method: str,
+    gate: ShutdownGate | None,
+    metrics: ServerMetrics | None,
+    *,
+    streaming: bool = False,
 ) -> Any:
     def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
-        scope = _CallScope(method, _request_id_from(context.invocation_metadata()), gate)
+        scope = _CallScope(method, context, gate, metrics)
+        if not streaming:
+            scope.collection = _collection_of(request)
         token = None
         try:
             token = scope.enter(context)
@@ -214,40 +287,57 @@ def _wrap_unary(
         except Exception as exc:  # every failure is mapped in one place
             scope.fail(exc, context)
             raise  # unreachable: fail() always raises
+        except BaseException:  # not a failure of the call (e.g. SystemExit): still account it
+            scope.finish("UNKNOWN", level=logging.WARNING)
+            raise
         finally:
             if token is not None:
                 _request_id.reset(token)
-        scope.log("OK")
+        scope.finish("OK")
         return response
 
     return wrapped
 
 
 def _wrap_stream(
-    behavior: Callable[..., Any], method: str, gate: ShutdownGate | None, streaming: bool = False
+    behavior: Callable[..., Any],
+    method: str,
+    gate: ShutdownGate | None,
+    metrics: ServerMetrics | None,
+    *,
+    streaming: bool = False,
 ) -> Any:
     def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        scope = _CallScope(method, _request_id_from(context.invocation_metadata()), gate)
+        scope = _CallScope(method, context, gate, metrics)
+        if not streaming:
+            scope.collection = _collection_of(request)
+        token = None
         try:
             token = scope.enter(context)
-            try:
-                with deadline.bind(_budget(context)):
-                    yield from behavior(_decoded(request, streaming), context)
-            finally:
-                _request_id.reset(token)
+            with deadline.bind(_budget(context)):
+                yield from behavior(_decoded(request, streaming), context)
         except Exception as exc:  # every failure is mapped in one place
             scope.fail(exc, context)
             raise
-        scope.log("OK")
+        except BaseException:  # GeneratorExit: the client went away (cancel, deadline) mid-stream
+            scope.finish("CANCELLED")
+            raise
+        finally:
+            if token is not None:
+                _request_id.reset(token)
+        scope.finish("OK")
 
     return wrapped
 
 
 class RequestInterceptor(grpc.ServerInterceptor):
-    """Wraps every handler with request-id, logging, gating and error mapping."""
+    """Wraps every handler with request-id, logging, metrics, gating and error mapping."""
 
-    def __init__(self, gate: ShutdownGate | None = None) -> None:
+    def __init__(
+        self, gate: ShutdownGate | None = None, metrics: ServerMetrics | None = None
+    ) -> None:
         self.gate = gate
+        self.metrics = metrics
 
     def intercept_service(
         self,
@@ -262,20 +352,22 @@ class RequestInterceptor(grpc.ServerInterceptor):
             "request_deserializer": _tolerant(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
+        gate, metrics = self.gate, self.metrics
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method, self.gate), **kwargs
+                _wrap_unary(handler.unary_unary, method, gate, metrics), **kwargs
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method, self.gate), **kwargs
+                _wrap_stream(handler.unary_stream, method, gate, metrics), **kwargs
             )
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method, self.gate, streaming=True), **kwargs
+                _wrap_unary(handler.stream_unary, method, gate, metrics, streaming=True), **kwargs
             )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(handler.stream_stream, method, self.gate, streaming=True), **kwargs
+                _wrap_stream(handler.stream_stream, method, gate, metrics, streaming=True),
+                **kwargs,
             )
         return handler

@@ -15,6 +15,10 @@ sequence (`shutdown(grace)`):
 
 `serve_forever` runs that sequence on SIGTERM / SIGINT.
 
+Observability (`metrics=ServerMetrics()`, see `transport/metrics.py`): per-RPC counters and
+latency histograms from the interceptor, plan choices and bulk-load rows from the engine,
+collection sizes at scrape time; `serve_forever(metrics_port=...)` serves them over HTTP.
+
 Security (`security=SecurityConfig(...)`, see `transport/security.py`): TLS, API keys with
 roles (`transport/auth.py`), and the bind rule — a non-loopback address without TLS and
 authentication is refused unless `allow_insecure`.
@@ -51,6 +55,7 @@ from sievedb_server.transport.servicer import SieveDBServicer
 
 if TYPE_CHECKING:
     from sievedb_server.core.engine import Engine
+    from sievedb_server.transport.metrics import ServerMetrics
 
 __all__ = ["SERVICE_NAME", "SieveServer", "create_server", "grpc_options", "serve_forever"]
 
@@ -71,9 +76,11 @@ class SieveServer(grpc.Server):
         health_servicer: health.HealthServicer,
         gate: ShutdownGate,
         owns_engine: bool,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self._server = server
         self.engine = engine
+        self.metrics = metrics
         self.health = health_servicer
         self.gate = gate
         self.owns_engine = owns_engine
@@ -118,6 +125,8 @@ class SieveServer(grpc.Server):
             self._shut_down = True
         self.begin_shutdown()
         self._server.stop(grace).wait()
+        if self.metrics is not None:
+            self.metrics.detach()
         if self.owns_engine if close_engine is None else close_engine:
             self.engine.close()
 
@@ -158,6 +167,7 @@ def create_server(
     security: SecurityConfig | None = None,
     engine_options: dict[str, Any] | None = None,
     limits: Limits | None = None,
+    metrics: ServerMetrics | None = None,
 ) -> tuple[SieveServer, int]:
     """Bind `address` (port 0 picks a free port) and return `(server, real_port)`, unstarted.
 
@@ -168,6 +178,7 @@ def create_server(
     `security` adds TLS and API keys; binding a non-loopback address without them raises
     `InsecureBind` (before anything is opened) unless `security.allow_insecure`.
     `engine_options` are keyword arguments of that `Engine` (store cap, checkpoint interval).
+    `metrics` (a fresh `ServerMetrics`) is attached to the engine and fed by the interceptor.
     """
     security = security or SecurityConfig()
     for warning in security.check_bind(address):
@@ -187,7 +198,7 @@ def create_server(
     gate = ShutdownGate()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sievedb-rpc"),
-        interceptors=[RequestInterceptor(gate), *security.interceptors()],
+        interceptors=[RequestInterceptor(gate, metrics), *security.interceptors()],
         options=grpc_options(limits),
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
@@ -209,12 +220,15 @@ def create_server(
         if owns_engine:
             engine.close()
         raise RuntimeError(f"could not bind {address}")
+    if metrics is not None:
+        metrics.attach(engine)
     wrapped = SieveServer(
         server,
         engine=engine,
         health_servicer=health_servicer,
         gate=gate,
         owns_engine=owns_engine,
+        metrics=metrics,
     )
     return wrapped, port
 
@@ -236,18 +250,30 @@ def serve_forever(
     security: SecurityConfig | None = None,
     engine_options: dict[str, Any] | None = None,
     limits: Limits | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully (must run in the main thread).
 
     `blas_threads` caps numpy's BLAS thread pool for the process (None leaves it alone): the
     server already runs requests in parallel, and a multi-threaded BLAS call per request
     oversubscribes the cores (measured: much worse tail latency of exact scans under load).
+
+    `metrics_port` (None = off, 0 = any free port) serves Prometheus metrics on
+    `http://metrics_host:port/metrics`; a non-loopback `metrics_host` needs
+    `security.allow_insecure` (the endpoint has no TLS or authentication).
     """
     if blas_threads:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=blas_threads, user_api="blas")
     security = security or SecurityConfig()
+    metrics = None
+    if metrics_port is not None:
+        from sievedb_server.transport.metrics import ServerMetrics, check_metrics_bind
+
+        check_metrics_bind(metrics_host, allow_insecure=security.allow_insecure)
+        metrics = ServerMetrics()
     server, port = create_server(
         address,
         data_dir,
@@ -256,6 +282,7 @@ def serve_forever(
         security=security,
         engine_options=engine_options,
         limits=limits,
+        metrics=metrics,
     )
     stop_requested = threading.Event()
 
@@ -264,7 +291,13 @@ def serve_forever(
         stop_requested.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in signals}
+    endpoint = None
     try:
+        if metrics is not None and metrics_port is not None:
+            endpoint = metrics.serve_http(
+                metrics_host, metrics_port, allow_insecure=security.allow_insecure
+            )
+            log.info("metrics on %s", endpoint.url, extra={"metrics_port": endpoint.port})
         server.start()
         log.info(
             "sievedb listening on %s, data dir %s; %s",
@@ -280,4 +313,6 @@ def serve_forever(
             signal.signal(sig, handler)
         started_ns = time.perf_counter_ns()
         server.shutdown(grace)
+        if endpoint is not None:
+            endpoint.close()
         log.info("sievedb stopped cleanly in %.1f ms", (time.perf_counter_ns() - started_ns) / 1e6)
