@@ -273,6 +273,9 @@ def serve_forever(
         from sievedb_server.transport.metrics import ServerMetrics, check_metrics_bind
 
         check_metrics_bind(metrics_host, allow_insecure=security.allow_insecure)
+        from prometheus_client import disable_created_metrics
+
+        disable_created_metrics()  # process-wide: this process is the server; halves the series
         metrics = ServerMetrics()
     server, port = create_server(
         address,
