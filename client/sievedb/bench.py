@@ -26,6 +26,7 @@ WORKLOADS = {
     "planner-ab": ("ab_planner", "interleaved A/B of planner configurations"),
     "blas": ("blas_threads", "exact-scan kernels with default vs single-threaded BLAS"),
     "snapshot": ("bench_snapshot", "online snapshot: duration, restore, latency during it"),
+    "load": ("load_test", "32 concurrent clients: filtered searches + upserts, RSS over time"),
 }
 
 
