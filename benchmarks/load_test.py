@@ -33,6 +33,7 @@ import functools
 import json
 import logging
 import multiprocessing as mp
+import os
 import shlex
 import signal
 import socket
@@ -80,6 +81,7 @@ COLLECTION = "load"
 LATENCY_METRIC = "`sievedb_grpc_request_duration_seconds`"
 GLOBAL_GAUGES = ("sievedb_bulk_load_rows_total", "sievedb_collections")
 CALL_TIMEOUT_S = 60.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,16 @@ def _wait_serving(target: str, proc: subprocess.Popen[bytes], log_path: Path) ->
     raise TimeoutError("sievedb serve did not become SERVING within 120 s")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` so far (0 once it has gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # After the command name: state is field 3, utime 14 and stime 15 (1-based).
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def _rss_kb(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) of `pid` in KiB, (0, 0) once it has gone."""
     try:
@@ -157,7 +169,7 @@ def _rss_kb(pid: int) -> tuple[int, int]:
 
 
 class RssSampler(threading.Thread):
-    """Samples the server's RSS every `interval` seconds, tagged with the current phase."""
+    """Samples the server's RSS and CPU time every `interval` s, tagged with the phase."""
 
     def __init__(self, pid: int, t0_ns: int, interval: float = 1.0) -> None:
         super().__init__(daemon=True, name="rss-sampler")
@@ -169,10 +181,11 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while True:
             rss, hwm = _rss_kb(self.pid)
+            cpu = _cpu_seconds(self.pid)
             t = (time.perf_counter_ns() - self.t0_ns) / 1e9
             self.samples.append(
                 {"t_s": round(t, 2), "rss_mb": rss / 1024, "hwm_mb": hwm / 1024,
-                 "phase": self.phase}
+                 "cpu_s": round(cpu, 2), "phase": self.phase}
             )
             if self._stop_event.wait(self.interval):
                 return
@@ -297,7 +310,8 @@ def worker_main(
             th.start()
         for th in pool:
             th.join()
-    np.savez(out_path, **{key: np.concatenate([o[key] for o in outs]) for key in outs[0]})
+    arrays = {key: np.concatenate([o[key] for o in outs]) for key in outs[0]}
+    np.savez(out_path, **arrays)  # type: ignore[arg-type]
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -494,6 +508,7 @@ def run(p: LoadParams, work_dir: Path, command: str | None = None) -> dict[str, 
         "--metrics-port", str(metrics_port), "--metrics-host", p.host,
         "--log-format", "json", "--log-level", p.server_log_level,
     ]
+    env = environment()  # before the run: the code that ran, not what the tree holds after
     t0, t0_mono = time.perf_counter_ns(), time.monotonic()
     with open(log_path, "wb") as log_file:
         server = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
@@ -524,13 +539,18 @@ def run(p: LoadParams, work_dir: Path, command: str | None = None) -> dict[str, 
             sample["phase"] = "load"
     summary = summarise(arrays, work.ops, window_s)
     access = _access_lines(log_path) if p.server_log_level in ("debug", "info") else None
-    load_rss = [s["rss_mb"] for s in sampler.samples if s["phase"] == "load"]
+    load = [s for s in sampler.samples if s["phase"] == "load"]
+    load_rss = [s["rss_mb"] for s in load]
+    cores = (
+        (load[-1]["cpu_s"] - load[0]["cpu_s"]) / (load[-1]["t_s"] - load[0]["t_s"])
+        if len(load) > 1 else None
+    )
     doc: dict[str, Any] = {
         "benchmark": "load_test",
         "command": command or command_line(),
         "params": asdict(p),
         "server_command": " ".join(cmd[1:]).replace(str(work_dir), "<work>"),
-        "environment": environment(),
+        "environment": env,
         "preload": preload,
         **summary,
         "server": {
@@ -542,6 +562,8 @@ def run(p: LoadParams, work_dir: Path, command: str | None = None) -> dict[str, 
             "rss_mb_load_end": load_rss[-1] if load_rss else None,
             "rss_mb_load_max": max(load_rss) if load_rss else None,
             "peak_rss_mb": max((s["hwm_mb"] for s in sampler.samples), default=None),
+            "cpu_cores_during_load": cores,
+            "cpu_count": os.cpu_count(),
         },
         "metrics": metrics,
         "consistency": _consistency(summary, work.ops, metrics, access),
@@ -600,6 +622,12 @@ def render_markdown(doc: dict[str, Any], png_name: str | None) -> str:
         f"{srv['peak_rss_mb']:.1f} MB. Sampled every second ({len(srv['rss_samples'])} samples, "
         f"in the JSON). Server exit code after SIGTERM: {srv['exit_code']}."
     )
+    if srv.get("cpu_cores_during_load") is not None:
+        memory += (
+            f" The server process used {srv['cpu_cores_during_load']:.2f} of the machine's "
+            f"{srv['cpu_count']} cores during the load (utime + stime); the client processes "
+            "shared the same cores."
+        )
     preload = (
         f"Bulk load {pre['bulk_load_s']:.1f} s, fully indexed after {pre['indexed_s']:.1f} s. "
         "Filters per bucket: " + ", ".join(f"{b} {n}" for b, n in pre["filters"].items())
