@@ -155,17 +155,21 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def _rss_kb(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of `pid` in KiB, (0, 0) once it has gone."""
+MEMORY_FIELDS = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
+
+
+def _memory_kb(pid: int) -> dict[str, int]:
+    """`MEMORY_FIELDS` of `pid` in KiB (zeros once it has gone).
+
+    RssAnon is the process's own heap; RssFile counts the pages of memory-mapped files it has
+    touched (LMDB and the vector file), which grow with the data, not with a leak.
+    """
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
-        return 0, 0
+        return dict.fromkeys(MEMORY_FIELDS, 0)
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    return (
-        int(fields.get("VmRSS", "0 kB").split()[0]),
-        int(fields.get("VmHWM", "0 kB").split()[0]),
-    )
+    return {name: int(fields.get(name, "0 kB").split()[0]) for name in MEMORY_FIELDS}
 
 
 class RssSampler(threading.Thread):
@@ -180,13 +184,14 @@ class RssSampler(threading.Thread):
 
     def run(self) -> None:
         while True:
-            rss, hwm = _rss_kb(self.pid)
+            mem = _memory_kb(self.pid)
             cpu = _cpu_seconds(self.pid)
             t = (time.perf_counter_ns() - self.t0_ns) / 1e9
-            self.samples.append(
-                {"t_s": round(t, 2), "rss_mb": rss / 1024, "hwm_mb": hwm / 1024,
-                 "cpu_s": round(cpu, 2), "phase": self.phase}
-            )
+            self.samples.append({
+                "t_s": round(t, 2), "rss_mb": mem["VmRSS"] / 1024, "hwm_mb": mem["VmHWM"] / 1024,
+                "anon_mb": mem["RssAnon"] / 1024, "file_mb": mem["RssFile"] / 1024,
+                "cpu_s": round(cpu, 2), "phase": self.phase,
+            })
             if self._stop_event.wait(self.interval):
                 return
 
@@ -563,6 +568,8 @@ def run(p: LoadParams, work_dir: Path, command: str | None = None) -> dict[str, 
             "rss_mb_load_max": max(load_rss) if load_rss else None,
             "peak_rss_mb": max((s["hwm_mb"] for s in sampler.samples), default=None),
             "cpu_cores_during_load": cores,
+            "anon_mb_load": [load[0]["anon_mb"], load[-1]["anon_mb"]] if load else None,
+            "file_mb_load": [load[0]["file_mb"], load[-1]["file_mb"]] if load else None,
             "cpu_count": os.cpu_count(),
         },
         "metrics": metrics,
@@ -622,6 +629,12 @@ def render_markdown(doc: dict[str, Any], png_name: str | None) -> str:
         f"{srv['peak_rss_mb']:.1f} MB. Sampled every second ({len(srv['rss_samples'])} samples, "
         f"in the JSON). Server exit code after SIGTERM: {srv['exit_code']}."
     )
+    if srv.get("anon_mb_load"):
+        (a0, a1), (f0, f1) = srv["anon_mb_load"], srv["file_mb_load"]
+        memory += (
+            f" Of the RSS, anonymous memory (heap) went {a0:.1f} → {a1:.1f} MB over the load "
+            f"and touched pages of memory-mapped files (LMDB, vectors) {f0:.1f} → {f1:.1f} MB."
+        )
     if srv.get("cpu_cores_during_load") is not None:
         memory += (
             f" The server process used {srv['cpu_cores_during_load']:.2f} of the machine's "
@@ -678,6 +691,9 @@ def plot(doc: dict[str, Any], path: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     t = [s["t_s"] for s in samples]
     ax1.plot(t, [s["rss_mb"] for s in samples], color="tab:blue", label="VmRSS")
+    if "anon_mb" in samples[0]:
+        ax1.plot(t, [s["anon_mb"] for s in samples], color="tab:green", label="RssAnon (heap)")
+        ax1.plot(t, [s["file_mb"] for s in samples], color="tab:gray", label="RssFile (mmap)")
     start, end = doc["server"]["load_started_s"], doc["server"]["load_ended_s"]
     for ax in (ax1, ax2):
         ax.axvspan(start, end, color="tab:orange", alpha=0.12, label="load phase")
