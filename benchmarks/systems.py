@@ -33,7 +33,8 @@ __all__ = [
     "sievedb_engine",
 ]
 
-BuildInfo = dict[str, Any]  # {"seconds": float, "cached": bool, "threads": int}
+# {"seconds": float, "cached": bool, "threads": int, "path": index file (hnswlib/FAISS)}
+BuildInfo = dict[str, Any]
 
 
 def _threads() -> int:
@@ -69,7 +70,7 @@ def hnswlib_index(
     info = _read_info(info_path)
     if path.exists() and info is not None:
         index.load_index(str(path), max_elements=base.shape[0])
-        return index, info
+        return index, {**info, "path": str(path)}
     folder.mkdir(parents=True, exist_ok=True)
     with Timer() as t:
         index.init_index(max_elements=base.shape[0], M=m, ef_construction=ef_construction,
@@ -78,7 +79,7 @@ def hnswlib_index(
     index.save_index(str(path))
     info = {"seconds": t.seconds, "cached": False, "threads": _threads()}
     info_path.write_text(json.dumps(info))
-    return index, info
+    return index, {**info, "path": str(path)}
 
 
 def faiss_hnsw(
@@ -92,7 +93,7 @@ def faiss_hnsw(
     path, info_path = folder / "index.faiss", folder / "build.json"
     info = _read_info(info_path)
     if path.exists() and info is not None:
-        return faiss.read_index(str(path)), info
+        return faiss.read_index(str(path)), {**info, "path": str(path)}
     folder.mkdir(parents=True, exist_ok=True)
     faiss.omp_set_num_threads(_threads())
     index = faiss.IndexHNSWFlat(base.shape[1], m, faiss.METRIC_INNER_PRODUCT)
@@ -102,7 +103,7 @@ def faiss_hnsw(
     faiss.write_index(index, str(path))
     info = {"seconds": t.seconds, "cached": False, "threads": _threads()}
     info_path.write_text(json.dumps(info))
-    return index, info
+    return index, {**info, "path": str(path)}
 
 
 def sievedb_engine(
