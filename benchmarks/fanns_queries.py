@@ -32,7 +32,7 @@ import numpy as np
 from benchmarks.filtered_queries import Bucket
 from benchmarks.filterspec import AttributeTable, Column, Filter, mask
 
-__all__ = ["FAMILIES", "Bucket", "Query", "build_query_set", "bucket_of"]
+__all__ = ["FAMILIES", "Bucket", "Query", "bucket_of", "build_query_set"]
 
 
 @dataclass(frozen=True)

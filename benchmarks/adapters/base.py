@@ -103,5 +103,5 @@ class System(ABC):
         """Default: one `search` per query; systems with a real batch API override it."""
         return [self.search(q, f, k) for q, f in zip(qs, flts, strict=True)]
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release resources (servers, file handles)."""

@@ -206,7 +206,7 @@ class SievedbGrpc(System):
             try:
                 self.client.count(COLLECTION)
                 break
-            except Exception as exc:  # noqa: BLE001 - still starting; give up at the deadline
+            except Exception as exc:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.close()
                     tail = (self.workdir / "server.log").read_text(errors="replace")[-2000:]

@@ -1,0 +1,315 @@
+"""The FANNS benchmark suite: filtered k-NN by workload × selectivity bucket, systems side by side.
+
+    python -m benchmarks.suite benchmarks/workloads/fanns_synthetic_100k.yaml
+    sievedb bench suite benchmarks/workloads/fanns_tiny.yaml --name smoke
+    python -m benchmarks.suite --render-only benchmarks/results/fanns_synthetic_100k.json
+
+A workload YAML holds the dataset spec (`kind` + `params`), the index parameters, k values,
+selectivity buckets, the filter workloads (EM, R, EMIS, combinations; see `fanns_queries`),
+the protocol (tuning subset, runs, recall target, budgets, threads) and the systems with
+their sweeps. The run:
+
+1. opens the dataset (`suite_data`), builds each workload's query set bucketed by measured
+   selectivity, and its exact ground truth (cached);
+2. runs every system in its OWN child process (forked, so the dataset is shared
+   copy-on-write): build or reopen the cached index, then per k × workload × bucket the
+   protocol of `suite_protocol` (tune on a subset, measure on the held-out rest, ≥ 3 runs,
+   median; batch and multi-thread QPS). The child's peak RSS (VmHWM) minus its RSS when it
+   started (the shared dataset) is the system's memory; a system that raises `Unavailable`
+   is reported with its reason;
+3. writes `<name>.json` (every row keyed by its parameters, plus the environment and the
+   exact command), `<name>.md` (tables per workload and bucket, the summary) and one
+   recall-vs-QPS PNG per workload under the results folder (`suite_report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import sys
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from benchmarks.adapters.base import Unavailable
+from benchmarks.fanns_queries import Bucket, build_query_set
+from benchmarks.harness import (
+    CACHE_DIR,
+    RESULTS_DIR,
+    Timer,
+    command_line,
+    environment,
+    quiet_server_logs,
+)
+from benchmarks.suite_data import Loaded, ground_truth, open_dataset
+from benchmarks.suite_protocol import QuerySlice, expand_sweep, run_slice
+
+__all__ = ["ADAPTERS", "load_workload", "main", "run"]
+
+log = logging.getLogger("benchmarks.suite")
+
+ADAPTERS = {
+    "sievedb": "benchmarks.adapters.sievedb:SievedbEngine",
+    "sievedb_grpc": "benchmarks.adapters.sievedb:SievedbGrpc",
+    "numpy_exact": "benchmarks.adapters.baselines:NumpyExact",
+    "hnswlib_filter": "benchmarks.adapters.baselines:HnswlibFilter",
+    "hnswlib_postfilter": "benchmarks.adapters.baselines:HnswlibPostfilter",
+    "faiss_hnsw": "benchmarks.adapters.baselines:FaissHnsw",
+}
+# Keys of a system's YAML block that are not query-parameter sweeps.
+SYSTEM_KEYS = ("adapter", "build")
+PROTOCOL_DEFAULTS = {
+    "tune_queries": 30, "runs": 3, "target_recall": 0.95, "stop_recall": 0.995, "warmup": 3,
+    "max_query_ms": 1e9, "point_budget_s": 1e9, "threads": [], "batch": True,
+}
+
+
+def _set(doc: dict[str, Any], dotted: str, value: str) -> None:
+    *path, last = dotted.split(".")
+    for part in path:
+        doc = doc.setdefault(part, {})
+    doc[last] = yaml.safe_load(value)
+
+
+def load_workload(path: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The YAML document with `key.sub=value` overrides applied (values parsed as YAML)."""
+    wl = yaml.safe_load(Path(path).read_text())
+    for item in overrides or []:
+        key, _, value = item.partition("=")
+        _set(wl, key, value)
+    wl["protocol"] = {**PROTOCOL_DEFAULTS, **wl.get("protocol", {})}
+    wl.setdefault("name", Path(path).stem)
+    return wl
+
+
+def _adapter(name: str, cfg: dict[str, Any]) -> type:
+    target = cfg.get("adapter") or ADAPTERS.get(name)
+    if target is None:
+        raise Unavailable(f"no adapter registered for {name!r} (give `adapter: module:Class`)")
+    module, _, cls = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    except ImportError as exc:
+        raise Unavailable(f"cannot import {target}: {exc}") from exc
+
+
+def _workloads_for_k(wl: dict[str, Any], k: int) -> list[str]:
+    only = (wl.get("k_workloads") or {}).get(k)
+    return [w for w in wl["workloads"] if only is None or w in only]
+
+
+def _build_slices(
+    wl: dict[str, Any], data: Loaded, cache_dir: Path
+) -> tuple[dict[str, list[QuerySlice]], list[dict[str, Any]]]:
+    buckets = [Bucket(**b) for b in wl["buckets"]]
+    kmax = max(int(k) for k in wl["ks"])
+    seed = int(wl.get("seed", 0))
+    slices: dict[str, list[QuerySlice]] = {}
+    info: list[dict[str, Any]] = []
+    n = len(data.table)
+    for wname, wdef in wl["workloads"].items():
+        with Timer() as t_q:
+            qset = build_query_set(data.table, data.queries.shape[0], wdef, buckets,
+                                   int(wl["queries_per_bucket"]), seed=seed)
+        with Timer() as t_gt:
+            gt = ground_truth(data, [q.qrow for q in qset], [q.filter for q in qset], kmax,
+                              cache_dir=cache_dir, key=f"{wl['name']}/{wname}")
+        log.info("%s: %d queries (%.1f s), ground truth top-%d (%.1f s)", wname, len(qset),
+                 t_q.seconds, kmax, t_gt.seconds)
+        slices[wname] = []
+        for b in buckets:
+            idx = [i for i, q in enumerate(qset) if q.bucket == b.name]
+            counts = np.array([qset[i].count for i in idx]) if idx else np.zeros(0)
+            info.append({
+                "workload": wname, "family": wdef["family"], "bucket": b.name,
+                "queries": len(idx),
+                "tune_queries": min(int(wl["protocol"]["tune_queries"]), max(0, len(idx) - 1)),
+                "distinct_filters": len({json.dumps(qset[i].filter) for i in idx}),
+                "allowed_median": float(np.median(counts)) if idx else None,
+                "allowed_min": int(counts.min()) if idx else None,
+                "allowed_max": int(counts.max()) if idx else None,
+                "selectivity_median": float(np.median(counts) / n) if idx else None,
+                "example": qset[idx[0]].filter if idx else None,
+            })
+            if len(idx) < 2:
+                continue
+            slices[wname].append(QuerySlice(
+                wname, b.name, np.ascontiguousarray(data.queries[[qset[i].qrow for i in idx]]),
+                [qset[i].filter for i in idx], gt[idx],
+            ))
+    return slices, info
+
+
+def _rss(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _measure_system(
+    name: str, cfg: dict[str, Any], wl: dict[str, Any], data: Loaded,
+    slices: dict[str, list[QuerySlice]], cache_dir: Path, show_progress: bool,
+) -> dict[str, Any]:
+    """Build one system and run the protocol on every slice (runs inside the child)."""
+    from tqdm import tqdm
+
+    rss_start = _rss("VmRSS")
+    out: dict[str, Any] = {"system": name, "rss_start_bytes": rss_start}
+    try:
+        cls = _adapter(name, cfg)
+        build_params = {**wl.get("index", {}), **(cfg.get("build") or {}),
+                        "cache_dir": cache_dir}
+        system = cls(cache_dir / "work" / name, **build_params)
+    except Unavailable as exc:
+        return {**out, "unavailable": str(exc)}
+    sweep = expand_sweep({k: v for k, v in cfg.items() if k not in SYSTEM_KEYS})
+    rows: list[dict[str, Any]] = []
+    try:
+        with Timer() as t_build:
+            info = system.build(data.base, data.table)
+        out["build"] = {**asdict(info), "wall_seconds": t_build.seconds}
+        out["rss_after_build_bytes"] = _rss("VmRSS")
+        todo = [(int(k), s) for k in wl["ks"] for w in _workloads_for_k(wl, int(k))
+                for s in slices.get(w, [])]
+        bar = tqdm(todo, desc=f"{name:18s}", unit="slice", disable=not show_progress,
+                   file=sys.stderr, dynamic_ncols=True)
+        for k, qs in bar:
+            if not all(system.supports(f) for f in qs.filters):
+                rows.append({"workload": qs.workload, "bucket": qs.bucket, "k": k,
+                             "system": name, "phase": "unsupported"})
+                continue
+            rows += run_slice(system, sweep, qs, k, wl["protocol"])
+        stats = getattr(system, "stats", None)
+        if stats:
+            out["final_stats"] = stats()
+    except Unavailable as exc:
+        out["unavailable"] = str(exc)
+    finally:
+        system.close()
+    out["rows"] = rows
+    out["peak_rss_bytes"] = _rss("VmHWM")
+    return out
+
+
+def _child(conn: Any, *args: Any) -> None:
+    try:
+        conn.send(_measure_system(*args))
+    except BaseException as exc:  # noqa: BLE001 - reported by the parent
+        conn.send({"system": args[0], "error": f"{type(exc).__name__}: {exc}",
+                   "traceback": traceback.format_exc()})
+    finally:
+        conn.close()
+
+
+def _run_system(isolate: bool, *args: Any) -> dict[str, Any]:
+    if not isolate:
+        return _measure_system(*args)
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, *args), name=f"suite-{args[0]}")
+    proc.start()
+    child.close()
+    try:
+        result = parent.recv()
+    except EOFError:
+        result = {"system": args[0], "error": "the system's process died without a result"}
+    proc.join()
+    result["exit_code"] = proc.exitcode
+    return result  # type: ignore[no-any-return]
+
+
+def run(
+    wl: dict[str, Any], *, cache_dir: Path = CACHE_DIR, results_dir: Path = RESULTS_DIR,
+    name: str | None = None, systems: list[str] | None = None, isolate: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run a loaded workload; write `<name>.json/.md` and PNGs; return the document."""
+    from benchmarks import suite_report
+
+    name = name or wl["name"]
+    env = environment()
+    with Timer() as total:
+        with Timer() as t_data:
+            data = open_dataset(wl["dataset"], cache_dir)
+        log.info("dataset %s: %d × %d, %d query vectors (%.1f s)", data.name,
+                 *data.base.shape, data.queries.shape[0], t_data.seconds)
+        slices, bucket_info = _build_slices(wl, data, cache_dir)
+        results = []
+        for sname, scfg in wl["systems"].items():
+            if systems and sname not in systems:
+                continue
+            log.info("system %s", sname)
+            res = _run_system(isolate, sname, scfg or {}, wl, data, slices, cache_dir, progress)
+            if "error" in res:
+                log.error("%s failed: %s\n%s", sname, res["error"], res.get("traceback", ""))
+            elif "unavailable" in res:
+                log.warning("%s unavailable: %s", sname, res["unavailable"])
+            results.append(res)
+    doc = {
+        "benchmark": "fanns_suite",
+        "command": command_line(),
+        "workload": wl,
+        "environment": env,
+        "dataset": {**data.info, "n": int(data.base.shape[0]), "dim": int(data.base.shape[1]),
+                    "query_vectors": int(data.queries.shape[0])},
+        "runtime_seconds": total.seconds,
+        "isolation": "process (fork)" if isolate else "none (one process)",
+        "buckets": bucket_info,
+        "systems": [{k: v for k, v in r.items() if k != "rows"} for r in results],
+        "rows": [r for res in results for r in res.get("rows", [])],
+    }
+    suite_report.write(doc, name, results_dir)
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("workload", type=Path, nargs="?", help="workload YAML")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a workload key (dotted path, YAML value), repeatable")
+    ap.add_argument("--system", action="append", help="run only this system (repeatable)")
+    ap.add_argument("--name", help="result file stem (default: the workload's name)")
+    ap.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
+    ap.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    ap.add_argument("--no-isolate", action="store_true",
+                    help="run every system in this process (peak RSS is then cumulative)")
+    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--render-only", type=Path, metavar="JSON",
+                    help="re-render the Markdown and PNGs of an existing result JSON and exit")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    quiet_server_logs()
+    if args.render_only is not None:
+        from benchmarks import suite_report
+
+        doc = json.loads(args.render_only.read_text())
+        suite_report.write(doc, args.render_only.stem, args.render_only.parent)
+        return 0
+    if args.workload is None:
+        ap.error("a workload YAML is required (or --render-only)")
+    os.environ.setdefault("TQDM_MININTERVAL", "2")
+    wl = load_workload(args.workload, args.set)
+    doc = run(copy.deepcopy(wl), cache_dir=args.cache_dir, results_dir=args.results_dir,
+              name=args.name, systems=args.system, isolate=not args.no_isolate,
+              progress=not args.no_progress)
+    log.info("done in %.1f min -> %s", doc["runtime_seconds"] / 60,
+             args.results_dir / (args.name or wl["name"]))
+    failed = [s["system"] for s in doc["systems"] if "error" in s]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Datasets and exact ground truth for the FANNS suite.
+
+A workload's `dataset:` block is `{kind: ..., params: {...}}`. `synthetic-arxiv` is generated
+here (vectors streamed to `.npy` under the cache and memory-mapped); every other kind
+(`arxiv-fanns`, `yfcc-filter`, `ann-hdf5`, ...) goes through the dataset registry
+`benchmarks.datasets.base.open_dataset` when it is present.
+
+Ground truth is the exact top-k by inner product on the normalised vectors among the rows
+passing each filter, computed once per query set for the largest k of the workload (the
+top-10 is its prefix), and cached as `.npy` keyed by the dataset, the filters and the query
+rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.filterspec import AttributeTable, Filter, mask
+from benchmarks.harness import cache_key
+
+__all__ = ["Loaded", "ground_truth", "open_dataset"]
+
+
+@dataclass
+class Loaded:
+    name: str
+    base: np.ndarray  # float32 (n, dim), L2-normalised
+    queries: np.ndarray  # float32 (nq, dim)
+    table: AttributeTable
+    key: str  # cache key of the content
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def open_dataset(spec: dict[str, Any], cache_dir: Path) -> Loaded:
+    kind, params = spec["kind"], dict(spec.get("params", {}))
+    if kind == "synthetic-arxiv":
+        from benchmarks.datasets.synthetic_arxiv import ArxivSpec, generate
+
+        aspec = ArxivSpec(**params)
+        data = generate(aspec, cache_dir)
+        return Loaded(kind, data.base, data.queries, data.table,
+                      cache_key("synthetic-arxiv-v2", asdict(aspec)),
+                      {"kind": kind, **asdict(aspec)})
+    try:
+        from benchmarks.datasets import base as registry
+    except ImportError as exc:
+        raise ValueError(f"dataset kind {kind!r} needs benchmarks.datasets.base, which this "
+                         f"checkout does not have ({exc})") from exc
+    ds = registry.open_dataset(spec)  # type: ignore[attr-defined]
+    base = np.asarray(_first(ds, "base", "base_vectors", "vectors"), dtype=np.float32)
+    queries = np.asarray(_first(ds, "queries", "query_vectors"), dtype=np.float32)
+    table = _first(ds, "table", "attributes")
+    norms = np.linalg.norm(base[: min(1000, len(base))], axis=1)
+    if not np.allclose(norms, 1.0, atol=1e-3):
+        raise ValueError(f"{kind}: the suite compares systems on inner product of L2-normalised "
+                         "vectors; normalise the dataset first")
+    key = cache_key(kind, sorted(params.items()), base.shape)
+    return Loaded(kind, base, queries, table, key, {"kind": kind, **params})
+
+
+def _first(obj: Any, *names: str) -> Any:
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None:
+            return value() if callable(value) else value
+    raise ValueError(f"dataset object {type(obj).__name__} has none of {names}")
+
+
+def _exact_topk(base: np.ndarray, q: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
+    from benchmarks.filtered_queries import exact_topk
+
+    return exact_topk(base, q, allowed, k)
+
+
+def ground_truth(
+    data: Loaded, qrows: list[int], filters: list[Filter | None], k: int, *,
+    cache_dir: Path | None, key: str,
+) -> np.ndarray:
+    """int64 (len(filters), k): exact top-k ids per query, padded with -1 (cached)."""
+    full = cache_key("gt-v1", data.key, key, k, qrows, filters)
+    path = cache_dir / "gt" / f"{full}.npy" if cache_dir is not None else None
+    if path is not None and path.exists():
+        return np.load(path)
+    out = np.full((len(filters), k), -1, dtype=np.int64)
+    n = data.base.shape[0]
+    for i, (row, flt) in enumerate(zip(qrows, filters, strict=True)):
+        allowed = np.arange(n) if flt is None else np.flatnonzero(mask(flt, data.table))
+        top = _exact_topk(data.base, data.queries[row], allowed, k)
+        out[i, : top.size] = top
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, out)
+    return out
