@@ -144,7 +144,7 @@ def _build_slices(
                 continue
             slices[wname].append(QuerySlice(
                 wname, b.name, np.ascontiguousarray(data.queries[[qset[i].qrow for i in idx]]),
-                [qset[i].filter for i in idx], gt[idx],
+                [qset[i].filter for i in idx], gt[idx], [qset[i].count for i in idx],
             ))
     return slices, info
 
@@ -182,6 +182,11 @@ def _measure_system(
             info = system.build(data.base, data.table)
         out["build"] = {**asdict(info), "wall_seconds": t_build.seconds}
         out["rss_after_build_bytes"] = _rss("VmRSS")
+        check = getattr(system, "check_counts", None)
+        if check is not None:  # both sides must mean the same thing by every filter
+            for qslices in slices.values():
+                for qs in qslices:
+                    check(qs.filters, qs.counts)
         todo = [(int(k), s) for k in wl["ks"] for w in _workloads_for_k(wl, int(k))
                 for s in slices.get(w, [])]
         bar = tqdm(todo, desc=f"{name:18s}", unit="slice", disable=not show_progress,
@@ -237,10 +242,15 @@ def run(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run a loaded workload; write `<name>.json/.md` and PNGs; return the document."""
-    from benchmarks import suite_report
+    from benchmarks import suite_report  # noqa: F401 - imported before the run, used after
 
     name = name or wl["name"]
     env = environment()
+    for target in ADAPTERS.values():  # import now: a long run must not pick up later edits
+        try:
+            importlib.import_module(target.partition(":")[0])
+        except ImportError:
+            pass
     with Timer() as total:
         with Timer() as t_data:
             data = open_dataset(wl["dataset"], cache_dir)

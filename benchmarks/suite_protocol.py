@@ -43,10 +43,11 @@ class QuerySlice:
     vectors: np.ndarray  # (nq, dim)
     filters: list[Filter | None]
     gt: np.ndarray  # int64 (nq, >= k), padded with -1
+    counts: list[int] | None = None  # exact number of rows passing each filter
 
     def part(self, idx: slice) -> QuerySlice:
         return QuerySlice(self.workload, self.bucket, self.vectors[idx], self.filters[idx],
-                          self.gt[idx])
+                          self.gt[idx], None if self.counts is None else self.counts[idx])
 
     def __len__(self) -> int:
         return len(self.filters)

@@ -119,6 +119,13 @@ class SievedbEngine(System):
         self.engine, info = _load_engine(base, table, self.build_params, self.cache_dir)
         return _build_info(info, self.engine.data_dir)
 
+    def check_counts(self, filters: list[Filter | None], counts: list[int]) -> None:
+        """Raise if sievedb's count of any filter differs from the numpy count (semantics)."""
+        bad = [(f, c, got) for f, c in zip(filters, counts, strict=True)
+               if (got := self.engine.count(COLLECTION, self._filter(f))) != c]
+        if bad:
+            raise RuntimeError(f"sievedb and numpy disagree on {len(bad)} filters, e.g. {bad[:3]}")
+
     def _params(self, k: int) -> Any:
         from sievedb_server.core.types import SearchParams
 

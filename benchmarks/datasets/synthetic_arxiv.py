@@ -160,20 +160,31 @@ def assignments(spec: ArxivSpec, *, queries: bool = False) -> np.ndarray:
     return rng.choice(spec.clusters, size=spec.n_queries if queries else spec.n, p=weights)
 
 
+BLOCK = 4096  # rows per seeded block: the data does not depend on the chunk size asked for
+
+
 def vector_chunks(
     spec: ArxivSpec, *, queries: bool = False, chunk: int = 32_768
 ) -> Iterator[np.ndarray]:
-    """L2-normalised float32 rows in chunks; chunk c depends only on (seed, c): streamable."""
+    """L2-normalised float32 rows in chunks of ~`chunk` rows (a multiple of `BLOCK`).
+
+    Block b of rows depends only on (seed, b), so any chunk size yields the same matrix and
+    any scale streams in bounded memory.
+    """
     basis, centres, _ = _geometry(spec)
     assign = assignments(spec, queries=queries)
     k = basis.shape[0]
-    for c, start in enumerate(range(0, assign.size, chunk)):
-        a = assign[start : start + chunk]
-        rng = np.random.default_rng([spec.seed, 2 if queries else 1, c])
-        latent = centres[a] + rng.standard_normal((a.size, k)) * spec.noise * 2.0
-        vecs = latent @ basis + rng.standard_normal((a.size, spec.dim)) * spec.noise * 0.1
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        yield vecs.astype(np.float32)
+    per = max(1, chunk // BLOCK) * BLOCK
+    for start in range(0, assign.size, per):
+        parts = []
+        for b0 in range(start, min(start + per, assign.size), BLOCK):
+            a = assign[b0 : b0 + BLOCK]
+            rng = np.random.default_rng([spec.seed, 2 if queries else 1, b0 // BLOCK])
+            latent = centres[a] + rng.standard_normal((a.size, k)) * spec.noise * 2.0
+            vecs = latent @ basis + rng.standard_normal((a.size, spec.dim)) * spec.noise * 0.1
+            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+            parts.append(vecs.astype(np.float32))
+        yield np.concatenate(parts)
 
 
 def _csr(lists_len: np.ndarray, codes: np.ndarray) -> np.ndarray:

@@ -5,6 +5,10 @@ under `benchmarks/results/`); it is not part of the installed package. This comm
 (the current folder or `--repo`) and runs the named workload with the remaining arguments,
 exactly as `python -m benchmarks.<module> ...` would. Install the extra first:
 `pip install -e '.[bench]'`.
+
+`sievedb bench suite benchmarks/workloads/fanns_synthetic_100k.yaml` runs the FANNS suite
+(`benchmarks/suite.py`): filtered workloads by selectivity bucket, sievedb against the
+baselines and peers, tuned per bucket, with Markdown reports and recall-vs-QPS plots.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 __all__ = ["WORKLOADS", "add_parser", "run"]
 
 WORKLOADS = {
+    "suite": ("suite", "the FANNS suite: WORKLOAD.yaml (e.g. benchmarks/workloads/fanns_*.yaml)"),
     "filtered": ("bench_filtered", "filtered k-NN by selectivity bucket vs hnswlib/FAISS/numpy"),
     "overhead": ("bench_server_overhead", "unfiltered search: gRPC and engine vs raw hnswlib"),
     "bulk-load": ("bench_bulk_load", "end-to-end bulk load vs raw hnswlib add_items"),

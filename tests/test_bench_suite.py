@@ -1,0 +1,250 @@
+"""The FANNS benchmark suite: generator, bucketing, tuner, recall, and an end-to-end run.
+
+Correctness only, never timings: the end-to-end test runs `sievedb bench suite` on a tiny
+synthetic-arxiv workload (seconds) and checks the report, the plots and the result rows;
+everything is written under tmp_path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+pytest.importorskip("yaml")
+
+from benchmarks.datasets.synthetic_arxiv import (  # noqa: E402
+    SCHEMA,
+    ArxivSpec,
+    assignments,
+    attributes,
+    generate,
+    vector_chunks,
+)
+from benchmarks.fanns_queries import FAMILIES, Bucket, build_query_set, bucket_of  # noqa: E402
+from benchmarks.filterspec import mask, validate  # noqa: E402
+from benchmarks.suite_protocol import Point, expand_sweep, pick_tuned, recall_at  # noqa: E402
+
+WORKLOADS = {
+    "em": {"family": "em", "field": "number_of_sub_categories"},
+    "r": {"family": "r", "field": "update_date"},
+    "emis": {"family": "emis", "field": "main_categories"},
+    "em_and_r": {"family": "em_and_r", "em_field": "number_of_sub_categories",
+                 "r_field": "update_date"},
+    "two_tag": {"family": "two_tag", "field": "sub_categories"},
+    "or": {"family": "or", "field": "main_categories"},
+    "not": {"family": "not", "field": "main_categories", "r_field": "update_date"},
+}
+
+
+# -- the synthetic-arxiv generator -------------------------------------------------------------
+
+def test_generator_has_the_eleven_attributes_with_their_types() -> None:
+    table = attributes(ArxivSpec(n=3000, dim=8, n_queries=10))
+    assert table.schema == SCHEMA and len(SCHEMA) == 11
+    assert len(table) == 3000
+    cols = table.columns
+    for field, lst in (("number_of_main_categories", "main_categories"),
+                       ("number_of_sub_categories", "sub_categories"),
+                       ("number_of_authors", "authors")):
+        lengths = np.diff(cols[lst].indptr)
+        assert np.array_equal(cols[field].values, lengths), field
+        assert lengths.min() >= 1
+    assert 0.70 < cols["has_comment"].values.mean() < 0.78  # the paper's 74.2 %
+    row = next(table.rows(0, 1))
+    assert isinstance(row["submitter"], str) and isinstance(row["authors"], list)
+    assert isinstance(row["update_date"], int) and isinstance(row["has_comment"], bool)
+    # Every sub-category belongs to one of the row's main categories' pools ("cs.AB" → "cs").
+    for r in table.rows(0, 200):
+        assert {s.split(".")[0] for s in r["sub_categories"]} <= set(r["main_categories"])
+        assert len(set(r["authors"])) == len(r["authors"])
+
+
+def test_generator_is_skewed() -> None:
+    table = attributes(ArxivSpec(n=20_000, dim=8, n_queries=0))
+    main = np.bincount(table.columns["main_categories"].values)
+    assert main.max() > 0.3 * 20_000 and main.max() > 50 * np.median(main)
+    authors = np.bincount(table.columns["authors"].values)
+    authors = authors[authors > 0]
+    assert authors.max() > 20 * np.median(authors)  # Zipf: a few very prolific authors
+    nsub = np.bincount(table.columns["number_of_sub_categories"].values)
+    assert nsub[1] > nsub[3] > nsub[6] > 0  # a long, thinning tail (the EM attribute)
+
+
+def test_generator_is_deterministic_and_chunk_independent(tmp_path: Path) -> None:
+    spec = ArxivSpec(n=9000, dim=12, n_queries=30, seed=5)
+    a = np.concatenate(list(vector_chunks(spec, chunk=4096)))
+    b = np.concatenate(list(vector_chunks(spec, chunk=100_000)))
+    assert np.array_equal(a, b) and a.dtype == np.float32
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    other = np.concatenate(list(vector_chunks(ArxivSpec(n=9000, dim=12, n_queries=30, seed=6))))
+    assert not np.array_equal(a, other)
+    t1, t2 = attributes(spec), attributes(spec)
+    for name in SCHEMA:
+        assert np.array_equal(t1.columns[name].values, t2.columns[name].values)
+    cached = generate(spec, tmp_path)  # streamed to .npy and memory-mapped
+    assert np.array_equal(np.asarray(cached.base), a)
+    assert cached.queries.shape == (30, 12)
+
+
+def test_correlated_variant_ties_categories_to_clusters() -> None:
+    def purity(variant: str) -> float:
+        spec = ArxivSpec(n=20_000, dim=8, n_queries=0, variant=variant)
+        table = attributes(spec)
+        col = table.columns["main_categories"]
+        first = col.values[col.indptr[:-1]]
+        assign = assignments(spec)
+        share = []
+        for c in np.unique(assign):
+            counts = np.bincount(first[assign == c])
+            share.append(counts.max() / counts.sum())
+        return float(np.mean(share))
+
+    assert purity("correlated") > purity("uncorrelated") + 0.2
+
+
+# -- workloads and bucketing -------------------------------------------------------------------
+
+def test_every_family_lands_in_its_buckets_with_valid_filters() -> None:
+    table = attributes(ArxivSpec(n=20_000, dim=8, n_queries=50))
+    buckets = [Bucket("50%", 0.25, 0.75), Bucket("10%", 0.05, 0.2),
+               Bucket("1%", 0.005, 0.02), Bucket("10-100", min_count=10, max_count=100)]
+    assert set(WORKLOADS) == set(FAMILIES)
+    for name, wl in WORKLOADS.items():
+        qs = build_query_set(table, 50, wl, buckets, 3, seed=1, give_up_after=60)
+        assert qs, name
+        for q in qs:
+            validate(q.filter, table.schema)
+            count = int(mask(q.filter, table).sum())
+            assert count == q.count
+            assert bucket_of(count, len(table), buckets) == q.bucket
+            assert 0 <= q.qrow < 50
+    # The paper's three reach every bucket on this data.
+    for name in ("em", "r", "emis"):
+        got = {q.bucket for q in build_query_set(table, 50, WORKLOADS[name], buckets, 2, seed=2)}
+        assert got == {b.name for b in buckets}, name
+
+
+def test_bucket_of_uses_selectivity_and_counts() -> None:
+    buckets = [Bucket("50%", 0.25, 0.75), Bucket("0.1%", 0.0005, 0.002, min_count=101),
+               Bucket("10-100", min_count=10, max_count=100)]
+    assert bucket_of(50_000, 100_000, buckets) == "50%"
+    assert bucket_of(150, 100_000, buckets) == "0.1%"
+    assert bucket_of(100, 100_000, buckets) == "10-100"  # 0.1 % but not > 100 matches
+    assert bucket_of(5, 100_000, buckets) is None
+
+
+# -- recall and the tuner ----------------------------------------------------------------------
+
+def test_recall_handles_short_truth_rows() -> None:
+    gt = np.array([[1, 2, 3, 4], [7, 8, -1, -1], [-1, -1, -1, -1]])
+    found = [np.array([1, 2, 9, 10]), np.array([8]), np.array([], dtype=np.int64)]
+    # row 0: 2 of 4; row 1: 1 of its 2 allowed; row 2 has no truth and is skipped.
+    assert recall_at(found, gt, 4) == pytest.approx((0.5 + 0.5) / 2)
+    assert recall_at(found, gt, 2) == pytest.approx((1.0 + 0.5) / 2)
+
+
+def test_tuner_picks_the_fastest_setting_reaching_the_target() -> None:
+    pts = [Point({"ef": 16}, 0.80, 9000.0, np.zeros(1), 0),
+           Point({"ef": 32}, 0.96, 5000.0, np.zeros(1), 0),
+           Point({"ef": 64}, 0.99, 3000.0, np.zeros(1), 0),
+           Point({"ef": 128}, 0.97, 6000.0, np.zeros(1), 0)]
+    assert pick_tuned(pts, 0.95).params == {"ef": 128}
+    assert pick_tuned(pts, 0.985).params == {"ef": 64}
+    # Nobody reaches the target: the best recall wins (ties broken by QPS).
+    assert pick_tuned(pts, 0.999).params == {"ef": 64}
+
+
+def test_sweeps_expand_in_yaml_order() -> None:
+    assert expand_sweep({}) == [{}]
+    assert expand_sweep({"ef": [16, 32]}) == [{"ef": 16}, {"ef": 32}]
+    assert expand_sweep({"ef": [64], "fetch_multiplier": [2, 10]}) == [
+        {"ef": 64, "fetch_multiplier": 2}, {"ef": 64, "fetch_multiplier": 10}]
+    assert expand_sweep({"settings": [{"ef": 8}, {"ef": 4}]}) == [{"ef": 8}, {"ef": 4}]
+
+
+# -- sievedb and numpy agree on every family's filters ----------------------------------------
+
+def test_sievedb_counts_match_numpy_for_every_family(tmp_path: Path) -> None:
+    pytest.importorskip("sievedb_server")
+    from benchmarks.adapters.sievedb import SievedbEngine
+
+    data = generate(ArxivSpec(n=1500, dim=8, n_queries=20), None)
+    system = SievedbEngine(tmp_path / "w", cache_dir=tmp_path / "cache", m=8,
+                           ef_construction=32)
+    system.build(data.base, data.table)
+    try:
+        buckets = [Bucket("50%", 0.25, 0.75), Bucket("1%", 0.004, 0.03)]
+        for wl in WORKLOADS.values():
+            qs = build_query_set(data.table, 20, wl, buckets, 3, seed=3, give_up_after=60)
+            system.check_counts([q.filter for q in qs], [q.count for q in qs])
+            for q in qs[:2]:
+                ids = system.search(data.queries[q.qrow], q.filter, 10)
+                assert mask(q.filter, data.table)[ids].all()
+    finally:
+        system.close()
+
+
+# -- end to end --------------------------------------------------------------------------------
+
+@pytest.mark.timeout(180)
+def test_sievedb_bench_suite_end_to_end(tmp_path: Path) -> None:
+    pytest.importorskip("faiss")
+    pytest.importorskip("matplotlib")
+    results = tmp_path / "results"
+    args = [
+        "benchmarks/workloads/fanns_tiny.yaml", "--name", "tiny", "--no-progress",
+        "--cache-dir", str(tmp_path / "cache"), "--results-dir", str(results),
+        "--set", "workloads={em: {family: em, field: number_of_sub_categories}, "
+                 "not: {family: not, field: main_categories, r_field: update_date}}",
+        "--set", "systems.unknown_peer={adapter: 'benchmarks.adapters.no_such:Peer'}",
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT / "server"), str(ROOT / "client"), str(ROOT / "proto"), str(ROOT),
+         os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-m", "sievedb.cli", "bench", "suite", *args],
+                         cwd=ROOT, capture_output=True, text=True, timeout=170, env=env,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    doc = json.loads((results / "tiny.json").read_text())
+    assert doc["command"].startswith("sievedb bench suite benchmarks/workloads/fanns_tiny.yaml")
+    assert doc["environment"]["git_sha"] and doc["environment"]["cpu_model"]
+    by_system = {s["system"]: s for s in doc["systems"]}
+    assert "no_such" in by_system["unknown_peer"]["unavailable"]
+    ran = {"sievedb", "sievedb_grpc", "numpy_exact", "hnswlib_filter", "hnswlib_postfilter",
+           "faiss_hnsw"}
+    assert ran <= set(by_system)
+    for name in ran:
+        assert "error" not in by_system[name] and by_system[name]["peak_rss_bytes"] > 0
+    rows = doc["rows"]
+    tuned = [r for r in rows if r["phase"] == "tuned" and r["mode"] == "single"]
+    assert {r["system"] for r in tuned} == ran
+    assert {(r["workload"], r["k"]) for r in tuned} == {("em", 10), ("em", 100), ("not", 10)}
+    for r in rows:
+        assert 0.0 <= r["recall"] <= 1.0 and r["qps"] > 0
+    for r in tuned:
+        assert r["runs"] == 3 and len(r["qps_runs"]) == 3
+        if r["system"] == "numpy_exact":
+            assert r["recall"] == pytest.approx(1.0)
+    assert {r["system"] for r in rows if r["mode"] == "batch"} == {"sievedb", "sievedb_grpc"}
+    assert any(r["mode"] == "threads" for r in rows)
+    md = (results / "tiny.md").read_text()
+    assert md.startswith("# tiny") and "## Summary, k = 10" in md and "unknown_peer" in md
+    for wl in ("em", "not"):
+        png = results / f"tiny_{wl}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The report re-renders from the JSON alone.
+    from benchmarks import suite_report
+
+    (results / "tiny.md").unlink()
+    suite_report.write(doc, "tiny", results)
+    assert (results / "tiny.md").read_text() == md
