@@ -11,8 +11,9 @@ Per k, workload and selectivity bucket (the arXiv FANNS paper's protocol, §5.1�
    curve); the tuned setting `runs` times (≥ 3), median reported. A slow point gets fewer
    runs if `runs` × its measured cost would exceed `point_budget_s` (recorded in `runs`).
 3. **Throughput** at the tuned setting on the held-out queries: batch QPS for systems with a
-   batch API (`search_batch` of the whole held-out set) and QPS with N concurrent threads
-   calling `search` (big-ann style), for thread-safe systems.
+   batch API (`search_batch` of the whole held-out set, as many runs as the tuned point) and
+   QPS with N concurrent threads calling `search` (big-ann style; `thread_runs`, default 1),
+   for thread-safe systems.
 
 Timings use `time.perf_counter_ns` around each call, after `warmup` untimed queries; QPS of a
 single-thread run is queries / sum of latencies. Every row carries its parameters.
@@ -232,7 +233,8 @@ def run_slice(
             stats()
     if getattr(system, "thread_safe", False):
         for n_threads in proto.get("threads", []) or []:
-            res = [_threads(system, held, k, int(n_threads)) for _ in range(best_runs)]
+            res = [_threads(system, held, k, int(n_threads))
+                   for _ in range(int(proto.get("thread_runs", 1)))]
             rows.append({**base, "phase": "tuned", "mode": "threads",
                          "threads": int(n_threads), "params": best.params,
                          "queries": len(held), "runs": len(res),
