@@ -59,8 +59,8 @@ class _Field:
         self.col, self.n = col, n
         if col.kind == "keyword_list":
             assert col.vocab is not None and col.indptr is not None
-            self.codes = np.arange(len(col.vocab))
-            self.freq = np.bincount(col.values, minlength=len(col.vocab)) / n
+            self.codes: np.ndarray = np.arange(len(col.vocab))
+            self.freq: np.ndarray = np.bincount(col.values, minlength=len(col.vocab)) / n
             self.row_of = np.repeat(np.arange(n), np.diff(col.indptr))
         elif col.kind in ("keyword", "int", "bool", "datetime"):
             self.codes, counts = np.unique(col.values, return_counts=True)

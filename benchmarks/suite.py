@@ -242,7 +242,7 @@ def run(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run a loaded workload; write `<name>.json/.md` and PNGs; return the document."""
-    from benchmarks import suite_report  # noqa: F401 - imported before the run, used after
+    from benchmarks import suite_report
 
     name = name or wl["name"]
     env = environment()

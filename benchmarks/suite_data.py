@@ -13,6 +13,7 @@ rows.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,11 @@ def open_dataset(spec: dict[str, Any], cache_dir: Path) -> Loaded:
                       cache_key("synthetic-arxiv-v2", asdict(aspec)),
                       {"kind": kind, **asdict(aspec)})
     try:
-        from benchmarks.datasets import base as registry
+        registry = importlib.import_module("benchmarks.datasets.base")
     except ImportError as exc:
         raise ValueError(f"dataset kind {kind!r} needs benchmarks.datasets.base, which this "
                          f"checkout does not have ({exc})") from exc
-    ds = registry.open_dataset(spec)  # type: ignore[attr-defined]
+    ds = registry.open_dataset(spec)
     base = np.asarray(_first(ds, "base", "base_vectors", "vectors"), dtype=np.float32)
     queries = np.asarray(_first(ds, "queries", "query_vectors"), dtype=np.float32)
     table = _first(ds, "table", "attributes")

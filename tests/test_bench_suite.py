@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
 
 pytest.importorskip("yaml")
 
-from benchmarks.datasets.synthetic_arxiv import (  # noqa: E402
+from benchmarks.datasets.synthetic_arxiv import (
     SCHEMA,
     ArxivSpec,
     assignments,
@@ -30,9 +30,9 @@ from benchmarks.datasets.synthetic_arxiv import (  # noqa: E402
     generate,
     vector_chunks,
 )
-from benchmarks.fanns_queries import FAMILIES, Bucket, build_query_set, bucket_of  # noqa: E402
-from benchmarks.filterspec import mask, validate  # noqa: E402
-from benchmarks.suite_protocol import Point, expand_sweep, pick_tuned, recall_at  # noqa: E402
+from benchmarks.fanns_queries import FAMILIES, Bucket, bucket_of, build_query_set
+from benchmarks.filterspec import mask, validate
+from benchmarks.suite_protocol import Point, expand_sweep, pick_tuned, recall_at
 
 WORKLOADS = {
     "em": {"family": "em", "field": "number_of_sub_categories"},
@@ -196,6 +196,7 @@ def test_sievedb_counts_match_numpy_for_every_family(tmp_path: Path) -> None:
 
 # -- end to end --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_sievedb_bench_suite_end_to_end(tmp_path: Path) -> None:
     pytest.importorskip("faiss")
@@ -204,8 +205,8 @@ def test_sievedb_bench_suite_end_to_end(tmp_path: Path) -> None:
     args = [
         "benchmarks/workloads/fanns_tiny.yaml", "--name", "tiny", "--no-progress",
         "--cache-dir", str(tmp_path / "cache"), "--results-dir", str(results),
-        "--set", "workloads={em: {family: em, field: number_of_sub_categories}, "
-                 "not: {family: not, field: main_categories, r_field: update_date}}",
+        "--set", ("workloads={em: {family: em, field: number_of_sub_categories}, "
+                 "not: {family: not, field: main_categories, r_field: update_date}}"),
         "--set", "systems.unknown_peer={adapter: 'benchmarks.adapters.no_such:Peer'}",
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(

@@ -76,7 +76,7 @@ class NumpyExact(_MaskSystem):
 
 
 class _Hnswlib(_MaskSystem):
-    param_names = ("ef",)
+    param_names: ClassVar[tuple[str, ...]] = ("ef",)
 
     def build(self, base: np.ndarray, table: AttributeTable) -> BuildInfo:
         try:
