@@ -167,7 +167,9 @@ def _measure_system(
     from tqdm import tqdm
 
     rss_start = _rss("VmRSS")
-    out: dict[str, Any] = {"system": name, "rss_start_bytes": rss_start}
+    # The machine may be shared: the load average before and after says how contended it was.
+    out: dict[str, Any] = {"system": name, "rss_start_bytes": rss_start,
+                           "loadavg_start": os.getloadavg()[0]}
     try:
         cls = _adapter(name, cfg)
         build_params = {**wl.get("index", {}), **(cfg.get("build") or {}),
@@ -206,6 +208,7 @@ def _measure_system(
         system.close()
     out["rows"] = rows
     out["peak_rss_bytes"] = _rss("VmHWM")
+    out["loadavg_end"] = os.getloadavg()[0]
     return out
 
 

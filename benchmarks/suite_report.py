@@ -81,9 +81,12 @@ def _systems_table(doc: dict[str, Any]) -> str:
             "RSS_over_start_MB": f"{(peak - start) / MB:.0f}" if peak and start else "–",
             "server_peak_RSS_MB": f"{server / MB:.0f}" if server else "–",
             "build_threads": extra.get("threads", "–"),
+            "load_avg": (f"{s['loadavg_start']:.1f} → {s['loadavg_end']:.1f}"
+                         if "loadavg_end" in s else "–"),
         })
     return markdown_table(rows, ["system", "status", "build_s", "disk_MB", "peak_RSS_MB",
-                                 "RSS_over_start_MB", "server_peak_RSS_MB", "build_threads"])
+                                 "RSS_over_start_MB", "server_peak_RSS_MB", "build_threads",
+                                 "load_avg"])
 
 
 def _bucket_tables(doc: dict[str, Any], workload: str) -> list[str]:
@@ -144,7 +147,8 @@ def render_markdown(doc: dict[str, Any], pngs: dict[str, str]) -> str:
         "Peak RSS is the VmHWM of the system's own (forked) process: it includes the shared "
         "dataset the harness holds (its RSS at the fork is subtracted in `RSS_over_start`); "
         "for `sievedb_grpc` the server runs in a separate process, reported in "
-        "`server_peak_RSS`."
+        "`server_peak_RSS`. `load_avg` is the 1-minute load average when the system's "
+        "process started and ended (2 cores: above ~2 the machine was shared with other work)."
     )
     out = [intro, "", protocol, "", "## Systems", "", _systems_table(doc), "", rss_note, ""]
     summary = summary_rows(doc)
