@@ -41,7 +41,8 @@ import numpy as np
 import yaml
 
 from benchmarks.adapters.base import Unavailable
-from benchmarks.fanns_queries import Bucket, build_query_set
+from benchmarks.fanns_queries import Bucket, Query, bucket_of, build_query_set
+from benchmarks.filterspec import mask
 from benchmarks.harness import (
     CACHE_DIR,
     RESULTS_DIR,
@@ -118,8 +119,11 @@ def _build_slices(
     n = len(data.table)
     for wname, wdef in wl["workloads"].items():
         with Timer() as t_q:
-            qset = build_query_set(data.table, data.queries.shape[0], wdef, buckets,
-                                   int(wl["queries_per_bucket"]), seed=seed)
+            if wdef["family"] == "dataset":
+                qset = _shipped_queries(data, wdef, buckets, int(wl["queries_per_bucket"]), seed)
+            else:
+                qset = build_query_set(data.table, data.queries.shape[0], wdef, buckets,
+                                       int(wl["queries_per_bucket"]), seed=seed)
         with Timer() as t_gt:
             gt = ground_truth(data, [q.qrow for q in qset], [q.filter for q in qset], kmax,
                               cache_dir=cache_dir, key=f"{wl['name']}/{wname}")
@@ -147,6 +151,29 @@ def _build_slices(
                 [qset[i].filter for i in idx], gt[idx], [qset[i].count for i in idx],
             ))
     return slices, info
+
+
+def _shipped_queries(
+    data: Loaded, wdef: dict[str, Any], buckets: list[Bucket], per_bucket: int, seed: int
+) -> list[Query]:
+    """`family: dataset`: the query set the dataset ships (`workload: em`), bucketed by the
+    measured selectivity of each query's own filter; up to `per_bucket` per bucket, seeded."""
+    shipped = (data.workloads or {}).get(wdef["workload"])
+    if shipped is None:
+        raise ValueError(f"dataset {data.name} ships no workload {wdef['workload']!r}; it has "
+                         f"{sorted(data.workloads or {})}")
+    n = len(data.table)
+    rng = np.random.default_rng([seed, 99])
+    chosen: dict[str, list[Query]] = {b.name: [] for b in buckets}
+    for i in rng.permutation(len(shipped)):
+        flt = shipped[int(i)]
+        count = n if flt is None else int(np.count_nonzero(mask(flt, data.table)))
+        b = bucket_of(count, n, buckets)
+        if b is not None and len(chosen[b]) < per_bucket:
+            chosen[b].append(Query(b, flt, count, int(i)))  # type: ignore[arg-type]
+        if all(len(v) >= per_bucket for v in chosen.values()):
+            break
+    return [q for b in buckets for q in chosen[b.name]]
 
 
 def _rss(field: str) -> int | None:
