@@ -327,16 +327,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-isolate", action="store_true",
                     help="run every system in this process (peak RSS is then cumulative)")
     ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--render-only", type=Path, metavar="JSON",
-                    help="re-render the Markdown and PNGs of an existing result JSON and exit")
+    ap.add_argument("--render-only", type=Path, nargs="+", metavar="JSON",
+                    help="re-render the Markdown and PNGs of an existing result JSON and exit; "
+                    "several JSONs of the same workload are merged into one report (--name)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     quiet_server_logs()
     if args.render_only is not None:
         from benchmarks import suite_report
 
-        doc = json.loads(args.render_only.read_text())
-        suite_report.write(doc, args.render_only.stem, args.render_only.parent)
+        docs = [json.loads(p.read_text()) for p in args.render_only]
+        doc = suite_report.merge(docs) if len(docs) > 1 else docs[0]
+        first = args.render_only[0]
+        suite_report.write(doc, args.name or first.stem, first.parent)
         return 0
     if args.workload is None:
         ap.error("a workload YAML is required (or --render-only)")

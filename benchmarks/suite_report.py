@@ -15,7 +15,7 @@ from typing import Any
 
 from benchmarks.harness import markdown_table, write_results
 
-__all__ = ["summary_rows", "write"]
+__all__ = ["merge", "summary_rows", "write"]
 
 MB = 1024 * 1024
 
@@ -150,7 +150,13 @@ def render_markdown(doc: dict[str, Any], pngs: dict[str, str]) -> str:
         "`server_peak_RSS`. `load_avg` is the 1-minute load average when the system's "
         "process started and ended (2 cores: above ~2 the machine was shared with other work)."
     )
-    out = [intro, "", protocol, "", "## Systems", "", _systems_table(doc), "", rss_note, ""]
+    out = [intro, "", protocol, ""]
+    for part in doc.get("merged_from", []):
+        env = part["environment"]
+        out.append(f"- merged run: `{part['command']}` at {env.get('timestamp_utc')} "
+                   f"(sievedb @ `{(env.get('git_sha') or '?')[:10]}`): "
+                   f"{', '.join(part['systems'])}")
+    out += ["", "## Systems", "", _systems_table(doc), "", rss_note, ""]
     summary = summary_rows(doc)
     for k in sorted({r["k"] for r in summary}):
         rows = [r for r in summary if r["k"] == k]
@@ -233,6 +239,35 @@ def plot_workload(doc: dict[str, Any], workload: str, path: Path) -> bool:
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return True
+
+
+def merge(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One document from several runs of the same workload (e.g. the baselines, then peers
+    added later): systems and rows concatenated; each run's command and environment kept.
+
+    The query sets and ground truth are the same by construction (seeded, same dataset), which
+    is checked; the runs were made at different times, which the report states.
+    """
+    first = docs[0]
+    for d in docs[1:]:
+        if d["dataset"] != first["dataset"] or d["buckets"] != first["buckets"]:
+            raise ValueError("can only merge runs of the same dataset and query sets")
+    seen: set[str] = set()
+    systems, rows = [], []
+    for d in docs:
+        names = {s["system"] for s in d["systems"]} - seen
+        systems += [s for s in d["systems"] if s["system"] in names]
+        rows += [r for r in d["rows"] if r["system"] in names]
+        seen |= names
+    return {
+        **first,
+        "command": " ; ".join(d["command"] for d in docs),
+        "runtime_seconds": sum(d["runtime_seconds"] for d in docs),
+        "merged_from": [{"command": d["command"], "environment": d["environment"],
+                         "systems": [s["system"] for s in d["systems"]]} for d in docs],
+        "systems": systems,
+        "rows": rows,
+    }
 
 
 def write(doc: dict[str, Any], name: str, results_dir: Path) -> tuple[Path, Path]:

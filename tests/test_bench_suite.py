@@ -249,3 +249,15 @@ def test_sievedb_bench_suite_end_to_end(tmp_path: Path) -> None:
     (results / "tiny.md").unlink()
     suite_report.write(doc, "tiny", results)
     assert (results / "tiny.md").read_text() == md
+    # Two runs of the same workload (e.g. peers added later) merge into one report.
+    names = [s["system"] for s in doc["systems"]]
+
+    def part(keep: list[str]) -> dict:
+        return {**doc, "systems": [s for s in doc["systems"] if s["system"] in keep],
+                "rows": [r for r in doc["rows"] if r["system"] in keep]}
+
+    merged = suite_report.merge([part(names[:3]), part(names[3:])])
+    assert suite_report.summary_rows(merged) == suite_report.summary_rows(doc)
+    assert len(merged["merged_from"]) == 2
+    with pytest.raises(ValueError):
+        suite_report.merge([doc, {**doc, "buckets": []}])
