@@ -13,6 +13,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks.harness import markdown_table, write_results
 
 __all__ = ["merge", "summary_rows", "write"]
@@ -60,6 +62,22 @@ def summary_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     border = {b["name"]: i for i, b in enumerate(doc["workload"]["buckets"])}
     out.sort(key=lambda r: (r["k"], order.get(r["workload"], 99), border.get(r["bucket"], 99)))
     return out
+
+
+def _tally(rows: list[dict[str, Any]]) -> str:
+    """One sentence: how often sievedb wins, and its ratio to the best other system."""
+    wins: dict[str, int] = defaultdict(int)
+    for r in rows:
+        wins[r["winner"]] += 1
+    ratios = [r["sievedb_vs_best_other"] for r in rows
+              if r["sievedb_vs_best_other"] == r["sievedb_vs_best_other"]]
+    text = (f"Wins over {len(rows)} workload × bucket cells: "
+            + ", ".join(f"{s} {n}" for s, n in sorted(wins.items(), key=lambda x: -x[1])) + ".")
+    if ratios:
+        text += (f" sievedb (in-process) / best non-sievedb system: median "
+                 f"{float(np.median(ratios)):.2f}× (min {min(ratios):.2f}×, max "
+                 f"{max(ratios):.2f}×) over the {len(ratios)} cells where both reach the target.")
+    return text
 
 
 def _systems_table(doc: dict[str, Any]) -> str:
@@ -171,7 +189,7 @@ def render_markdown(doc: dict[str, Any], pngs: dict[str, str]) -> str:
             ["workload", "bucket", "allowed", "winner", "winner_qps", "ratio",
              "sievedb_recall", "sievedb_qps", "sievedb_vs_best_other"],
         ))
-        out.append("")
+        out += ["", _tally(rows), ""]
     for wname, wdef in wl["workloads"].items():
         out += ["", f"## Workload `{wname}` ({wdef['family']})", ""]
         binfo = [b for b in doc["buckets"] if b["workload"] == wname]
