@@ -6,9 +6,9 @@ here (vectors streamed to `.npy` under the cache and memory-mapped); every other
 `benchmarks.datasets.base.open_dataset` when it is present.
 
 Ground truth is the exact top-k by inner product on the normalised vectors among the rows
-passing each filter, computed once per query set for the largest k of the workload (the
-top-10 is its prefix), and cached as `.npy` keyed by the dataset, the filters and the query
-rows.
+passing each filter (`benchmarks.groundtruth.filtered_ground_truth`), computed once per query
+set for the largest k of the workload (the top-10 is its prefix), and cached keyed by the
+dataset, the filters and the query rows.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.filterspec import AttributeTable, Filter, mask
+from benchmarks.filterspec import AttributeTable, Filter
 from benchmarks.harness import cache_key
 
 __all__ = ["Loaded", "ground_truth", "open_dataset"]
@@ -93,28 +93,16 @@ def _normalised_copy(ds: Any, cache_dir: Path) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
-def _exact_topk(base: np.ndarray, q: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
-    from benchmarks.filtered_queries import exact_topk
-
-    return exact_topk(base, q, allowed, k)
-
-
 def ground_truth(
     data: Loaded, qrows: list[int], filters: list[Filter | None], k: int, *,
     cache_dir: Path | None, key: str,
 ) -> np.ndarray:
-    """int64 (len(filters), k): exact top-k ids per query, padded with -1 (cached)."""
-    full = cache_key("gt-v1", data.key, key, k, qrows, filters)
-    path = cache_dir / "gt" / f"{full}.npy" if cache_dir is not None else None
-    if path is not None and path.exists():
-        return np.load(path)
-    out = np.full((len(filters), k), -1, dtype=np.int64)
-    n = data.base.shape[0]
-    for i, (row, flt) in enumerate(zip(qrows, filters, strict=True)):
-        allowed = np.arange(n) if flt is None else np.flatnonzero(mask(flt, data.table))
-        top = _exact_topk(data.base, data.queries[row], allowed, k)
-        out[i, : top.size] = top
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, out)
-    return out
+    """int64 (len(filters), k): exact top-k ids per query by inner product, -1 padded, cached
+    (`benchmarks.groundtruth.filtered_ground_truth`: chunked numpy over the passing rows)."""
+    from benchmarks.groundtruth import filtered_ground_truth
+
+    queries = np.ascontiguousarray(data.queries[np.asarray(qrows, dtype=np.int64)])
+    return np.asarray(filtered_ground_truth(
+        data.base, queries, filters, data.table, k, metric="ip", cache_dir=cache_dir,
+        key=cache_key("suite-gt-v1", data.key, key, qrows), progress=False,
+    ))

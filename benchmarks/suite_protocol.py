@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.filterspec import Filter
+from benchmarks.groundtruth import mean_recall
 
 __all__ = ["Point", "QuerySlice", "expand_sweep", "pick_tuned", "recall_at", "run_slice"]
 
@@ -64,18 +65,9 @@ class Point:
 
 
 def recall_at(found: Sequence[np.ndarray], gt: np.ndarray, k: int) -> float:
-    """Mean of |found[:k] ∩ gt[:k]| / |gt[:k] (without -1 padding)| (rows with no truth skip).
-
-    The denominator is min(k, |allowed|), so a filter passing 3 rows can still score 1.
-    """
-    scores = []
-    for f, t in zip(found, gt, strict=True):
-        truth = t[:k]
-        truth = truth[truth >= 0]
-        if truth.size == 0:
-            continue
-        scores.append(np.intersect1d(np.asarray(f)[:k], truth).size / truth.size)
-    return float(np.mean(scores)) if scores else 1.0
+    """Mean recall@k: |found[:k] ∩ gt[:k]| / min(k, |allowed|) per query
+    (`benchmarks.groundtruth.mean_recall`), so a filter passing 3 rows can still score 1."""
+    return mean_recall(found, gt, k)
 
 
 def expand_sweep(cfg: dict[str, Any] | None) -> list[dict[str, Any]]:

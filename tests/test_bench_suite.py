@@ -148,9 +148,9 @@ def test_bucket_of_uses_selectivity_and_counts() -> None:
 def test_recall_handles_short_truth_rows() -> None:
     gt = np.array([[1, 2, 3, 4], [7, 8, -1, -1], [-1, -1, -1, -1]])
     found = [np.array([1, 2, 9, 10]), np.array([8]), np.array([], dtype=np.int64)]
-    # row 0: 2 of 4; row 1: 1 of its 2 allowed; row 2 has no truth and is skipped.
-    assert recall_at(found, gt, 4) == pytest.approx((0.5 + 0.5) / 2)
-    assert recall_at(found, gt, 2) == pytest.approx((1.0 + 0.5) / 2)
+    # row 0: 2 of 4; row 1: 1 of its 2 allowed; row 2: nothing passes, nothing returned = 1.
+    assert recall_at(found, gt, 4) == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+    assert recall_at(found, gt, 2) == pytest.approx((1.0 + 0.5 + 1.0) / 3)
 
 
 def test_tuner_picks_the_fastest_setting_reaching_the_target() -> None:
