@@ -261,3 +261,38 @@ def test_sievedb_bench_suite_end_to_end(tmp_path: Path) -> None:
     assert len(merged["merged_from"]) == 2
     with pytest.raises(ValueError):
         suite_report.merge([doc, {**doc, "buckets": []}])
+
+
+def test_suite_runs_a_published_format_with_its_shipped_query_sets(tmp_path: Path) -> None:
+    """arxiv-fanns files (fabricated, 7 rows): `family: dataset` takes the shipped EM/EMIS
+    filters, bucketed by measured selectivity; generated families run on the same table."""
+    pytest.importorskip("matplotlib")
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_bench_datasets import make_arxiv
+
+    from benchmarks import suite
+
+    folder = tmp_path / "arxiv-for-fanns-small"
+    make_arxiv(folder)
+    wl = {
+        "name": "arxiv_tiny", "seed": 0,
+        "dataset": {"kind": "arxiv-fanns", "params": {"path": str(folder), "progress": False}},
+        "index": {"m": 4, "ef_construction": 16}, "ks": [2], "queries_per_bucket": 3,
+        "protocol": {**suite.PROTOCOL_DEFAULTS, "tune_queries": 1, "runs": 1, "warmup": 0},
+        "buckets": [{"name": "any", "min_count": 1}],
+        "workloads": {"em": {"family": "dataset", "workload": "em"},
+                      "emis": {"family": "dataset", "workload": "emis"},
+                      "r2": {"family": "r", "field": "update_date"}},
+        "systems": {"numpy_exact": {}, "sievedb": {"ef": [8]}},
+    }
+    doc = suite.run(wl, cache_dir=tmp_path / "cache", results_dir=tmp_path / "results",
+                    isolate=False, progress=False)
+    info = {b["workload"]: b for b in doc["buckets"]}
+    # EM labels 1, 2, 5 and EMIS "cs", "stat", "hep": the filters that match nothing drop out.
+    assert info["em"]["queries"] == 2 and info["emis"]["queries"] == 2
+    tuned = [r for r in doc["rows"] if r["phase"] == "tuned" and r["mode"] == "single"]
+    assert {(r["system"], r["workload"]) for r in tuned} >= {
+        ("numpy_exact", "em"), ("numpy_exact", "emis"), ("sievedb", "em"), ("sievedb", "emis")}
+    for r in tuned:
+        if r["system"] == "numpy_exact":
+            assert r["recall"] == pytest.approx(1.0)
