@@ -82,8 +82,16 @@ def _set(doc: dict[str, Any], dotted: str, value: str) -> None:
 
 
 def load_workload(path: Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """The YAML document with `key.sub=value` overrides applied (values parsed as YAML)."""
+    """The YAML document with `key.sub=value` overrides applied (values parsed as YAML).
+
+    `extends: other.yaml` starts from another workload (path relative to this file) and
+    replaces its top-level keys with this file's (e.g. the same queries, other systems).
+    """
     wl = yaml.safe_load(Path(path).read_text())
+    if "extends" in wl:  # another workload file, relative to this one; top-level keys replace
+        parent = load_workload(Path(path).parent / wl.pop("extends"))
+        parent.pop("name", None)
+        wl = {**parent, **wl}
     for item in overrides or []:
         key, _, value = item.partition("=")
         _set(wl, key, value)
@@ -126,7 +134,7 @@ def _build_slices(
                                        int(wl["queries_per_bucket"]), seed=seed)
         with Timer() as t_gt:
             gt = ground_truth(data, [q.qrow for q in qset], [q.filter for q in qset], kmax,
-                              cache_dir=cache_dir, key=f"{wl['name']}/{wname}")
+                              cache_dir=cache_dir, key=wname)
         log.info("%s: %d queries (%.1f s), ground truth top-%d (%.1f s)", wname, len(qset),
                  t_q.seconds, kmax, t_gt.seconds)
         slices[wname] = []
