@@ -165,8 +165,8 @@ def render_markdown(doc: dict[str, Any], pngs: dict[str, str]) -> str:
         "Peak RSS is the VmHWM of the system's own (forked) process: it includes the shared "
         "dataset the harness holds (its RSS at the fork is subtracted in `RSS_over_start`); "
         "for `sievedb_grpc` the server runs in a separate process, reported in "
-        "`server_peak_RSS`. Servers a peer starts on its own (PostgreSQL for pgvector, the "
-        "milvus-lite server) are not counted. `load_avg` is the 1-minute load average when the system's "
+        "`server_peak_RSS`. A server a peer starts on its own (PostgreSQL for pgvector) is "
+        "not counted (milvus-lite 3 runs in-process). `load_avg` is the 1-minute load average when the system's "
         "process started and ended (2 cores: above ~2 the machine was shared with other work)."
     )
     out = [intro, "", protocol, ""]
