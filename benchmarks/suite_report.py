@@ -265,11 +265,13 @@ def merge(docs: list[dict[str, Any]]) -> dict[str, Any]:
     added later): systems and rows concatenated; each run's command and environment kept.
 
     The query sets and ground truth are the same by construction (seeded, same dataset), which
-    is checked; the runs were made at different times, which the report states.
+    is checked (a later run may cover a subset of the workloads, or of k); the runs were made
+    at different times, which the report states.
     """
     first = docs[0]
-    for d in docs[1:]:
-        if d["dataset"] != first["dataset"] or d["buckets"] != first["buckets"]:
+    for d in docs[1:]:  # a later run may cover fewer workloads, never other query sets
+        if d["dataset"] != first["dataset"] or any(b not in first["buckets"]
+                                                   for b in d["buckets"]):
             raise ValueError("can only merge runs of the same dataset and query sets")
     seen: set[str] = set()
     systems, rows = [], []
