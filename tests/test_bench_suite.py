@@ -260,7 +260,7 @@ def test_sievedb_bench_suite_end_to_end(tmp_path: Path) -> None:
     assert suite_report.summary_rows(merged) == suite_report.summary_rows(doc)
     assert len(merged["merged_from"]) == 2
     with pytest.raises(ValueError):
-        suite_report.merge([doc, {**doc, "buckets": []}])
+        suite_report.merge([doc, {**doc, "buckets": [{**doc["buckets"][0], "queries": 999}]}])
 
 
 def test_suite_runs_a_published_format_with_its_shipped_query_sets(tmp_path: Path) -> None:
