@@ -30,6 +30,11 @@ def _params(p: dict[str, Any] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in (p or {}).items()) or "–"
 
 
+def _whole(x: Any) -> Any:
+    """Medians of counts print as counts (37, not 37.00) when they are whole."""
+    return int(x) if isinstance(x, float) and x.is_integer() else x
+
+
 def summary_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """Per workload × bucket × k: the winner at recall ≥ target and its margin; sievedb's
     ratio to the best system that is not sievedb."""
@@ -37,7 +42,8 @@ def summary_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for r in _tuned(doc):
         groups[(r["workload"], r["bucket"], int(r["k"]))].append(r)
-    allowed = {(b["workload"], b["bucket"]): b.get("allowed_median") for b in doc["buckets"]}
+    allowed = {(b["workload"], b["bucket"]): _whole(b.get("allowed_median"))
+               for b in doc["buckets"]}
     out = []
     for (w, b, k), rows in groups.items():
         ok = sorted((r for r in rows if r["recall"] >= target), key=lambda r: -r["qps"])
@@ -195,7 +201,8 @@ def render_markdown(doc: dict[str, Any], pngs: dict[str, str]) -> str:
         out += ["", f"## Workload `{wname}` ({wdef['family']})", ""]
         binfo = [b for b in doc["buckets"] if b["workload"] == wname]
         out.append(markdown_table(
-            [{**b, "example": f"`{b['example']}`" if b["example"] else "–"} for b in binfo],
+            [{**b, "allowed_median": _whole(b["allowed_median"]),
+              "example": f"`{b['example']}`" if b["example"] else "–"} for b in binfo],
             ["bucket", "queries", "tune_queries", "distinct_filters", "allowed_median",
              "allowed_min", "allowed_max", "example"]))
         if wname in pngs:
