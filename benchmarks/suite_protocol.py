@@ -92,28 +92,37 @@ def pick_tuned(points: Sequence[Point], target: float) -> Point:
     return max(points, key=lambda p: (p.recall, p.qps))
 
 
-def _single(system: Any, qs: QuerySlice, k: int, warmup: int) -> tuple[np.ndarray, list[Any]]:
+def _single(system: Any, qs: QuerySlice, k: int, warmup: int,
+            budget_s: float = float("inf")) -> tuple[np.ndarray, list[Any]]:
+    """Per-query nanoseconds and answers; stops early (a prefix) once `budget_s` is spent."""
     for i in range(min(warmup, len(qs))):
         system.search(qs.vectors[i], qs.filters[i], k)
     nanos = np.empty(len(qs), dtype=np.int64)
     found: list[Any] = []
     clock = time.perf_counter_ns
+    limit = budget_s * 1e9
+    spent = 0
     for i in range(len(qs)):
         t0 = clock()
         out = system.search(qs.vectors[i], qs.filters[i], k)
         nanos[i] = clock() - t0
         found.append(out)
-    return nanos, found
+        spent += int(nanos[i])
+        if spent > limit:
+            break
+    return nanos[: len(found)], found
 
 
-def _point(system: Any, params: dict[str, Any], qs: QuerySlice, k: int, warmup: int) -> Point:
+def _point(system: Any, params: dict[str, Any], qs: QuerySlice, k: int, warmup: int,
+           budget_s: float = float("inf")) -> Point:
     system.set_query_params(**params)
-    nanos, found = _single(system, qs, k, warmup)
+    nanos, found = _single(system, qs, k, warmup, budget_s)
+    done = qs.part(slice(0, len(found)))
     total = float(nanos.sum()) / 1e9
-    truth_sizes = (qs.gt[:, :k] >= 0).sum(axis=1)
+    truth_sizes = (done.gt[:, :k] >= 0).sum(axis=1)
     short = int(sum(1 for f, t in zip(found, truth_sizes, strict=True) if len(f) < t))
-    return Point(params, recall_at(found, qs.gt, k), len(qs) / total if total else 0.0, nanos,
-                 short)
+    return Point(params, recall_at(found, done.gt, k), len(found) / total if total else 0.0,
+                 nanos, short)
 
 
 def _latency(nanos: np.ndarray) -> dict[str, float]:
@@ -170,8 +179,9 @@ def run_slice(
     base = {"workload": qs.workload, "bucket": qs.bucket, "k": k, "system": system.name}
     stats = getattr(system, "stats", None)
     tuned_points: list[Point] = []
+    budget = float(proto.get("point_budget_s", 1e9))
     for params in sweep:
-        p = _point(system, params, tune, k, warmup)
+        p = _point(system, params, tune, k, warmup, budget)
         tuned_points.append(p)
         if progress is not None:
             progress.update(1)
@@ -183,24 +193,28 @@ def run_slice(
     rows: list[dict[str, Any]] = []
     for tp in tuned_points:
         rows.append({**base, "phase": "tune", "mode": "single", "params": tp.params,
-                     "queries": len(tune), "runs": 1, "recall": tp.recall, "qps": tp.qps,
+                     "queries": len(tp.nanos), "runs": 1, "recall": tp.recall, "qps": tp.qps,
                      **_latency(tp.nanos), "short_results": tp.short})
     if len(held) == 0:
         return rows
-    budget = float(proto.get("point_budget_s", 1e9))
     best_runs = runs
+    truncated = False
     for tp in tuned_points:
         is_best = tp is best
-        one = float(np.sum(tp.nanos)) / 1e9 / max(1, len(tune)) * len(held)  # one run, s
+        one = float(np.mean(tp.nanos)) / 1e9 * len(held)  # one held-out run, s
         n_runs = max(1, min(runs, int(budget // max(one, 1e-9)))) if is_best else 1
         if is_best:
             best_runs = n_runs
-        measured = [_point(system, tp.params, held, k, warmup) for _ in range(n_runs)]
+        # A point slower than the budget is measured on the prefix of the held-out queries
+        # that fits in it (`queries` says how many), like a time limit.
+        measured = [_point(system, tp.params, held, k, warmup, budget) for _ in range(n_runs)]
+        if is_best:
+            truncated = len(measured[0].nanos) < len(held)
         extra = stats() if stats else {}
         qps = [m.qps for m in measured]
         mid = measured[int(np.argsort(qps)[len(qps) // 2])]
         row = {**base, "phase": "tuned" if is_best else "curve", "mode": "single",
-               "params": tp.params, "queries": len(held), "runs": n_runs,
+               "params": tp.params, "queries": len(mid.nanos), "runs": n_runs,
                "recall": float(np.median([m.recall for m in measured])),
                "qps": float(np.median(qps)), "qps_runs": qps,
                "tune_recall": tp.recall, **_latency(mid.nanos),
@@ -208,7 +222,9 @@ def run_slice(
         rows.append(row)
         if progress is not None:
             progress.update(1)
-    # Throughput at the tuned setting.
+    # Throughput at the tuned setting (skipped when even one single-thread pass was cut short).
+    if truncated:
+        return rows
     system.set_query_params(**best.params)
     if getattr(system, "has_batch", False) and proto.get("batch", True):
         walls, recalls = [], []

@@ -296,3 +296,32 @@ def test_suite_runs_a_published_format_with_its_shipped_query_sets(tmp_path: Pat
     for r in tuned:
         if r["system"] == "numpy_exact":
             assert r["recall"] == pytest.approx(1.0)
+
+
+def test_slow_points_are_cut_at_the_time_budget() -> None:
+    """A point slower than `point_budget_s` is measured on the prefix of queries that fits."""
+    import time
+
+    from benchmarks.suite_protocol import QuerySlice, run_slice
+
+    class Slow:
+        name, thread_safe, has_batch = "slow", True, False
+
+        def set_query_params(self, **params: object) -> None:
+            pass
+
+        def search(self, q: np.ndarray, flt: object, k: int) -> np.ndarray:
+            time.sleep(0.02)
+            return np.arange(k)
+
+    n = 12
+    qs = QuerySlice("w", "b", np.zeros((n, 4), np.float32), [None] * n,
+                    np.tile(np.arange(10), (n, 1)))
+    proto = {"tune_queries": 4, "runs": 3, "target_recall": 0.95, "warmup": 0,
+             "point_budget_s": 0.05, "threads": [2]}
+    rows = run_slice(Slow(), [{}], qs, 10, proto)
+    tune = next(r for r in rows if r["phase"] == "tune")
+    tuned = next(r for r in rows if r["phase"] == "tuned")
+    assert tune["queries"] < 4 and tuned["queries"] < 8 and tuned["runs"] == 1
+    assert tuned["recall"] == 1.0
+    assert not [r for r in rows if r["mode"] == "threads"]  # cut short: no throughput runs
