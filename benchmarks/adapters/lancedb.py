@@ -41,6 +41,7 @@ from benchmarks.adapters.peer_common import (
     peer_version,
     read_build_marker,
     require,
+    sql_where,
     write_build_marker,
 )
 from benchmarks.filterspec import AttributeTable, Column, Filter
@@ -75,34 +76,10 @@ def to_lance_sql(flt: Filter | None, schema: dict[str, str]) -> str | None:
     LABEL_LIST index serves), range → `BETWEEN` / `>=` / `<=`, and/or/not → SQL's. Every
     filterspec filter has a spelling, so this never raises for a valid filter.
     """
-    if flt is None:
-        return None
-    op = flt[0]
-    if op in ("and", "or"):
-        return "(" + f" {op.upper()} ".join(str(to_lance_sql(f, schema)) for f in flt[1:]) + ")"
-    if op == "not":
-        return f"(NOT {to_lance_sql(flt[1], schema)})"
-    field = flt[1]
-    kind = schema[field]
-    col = _ident(field)
-    if op == "eq":
-        return f"{col} = {_lit(flt[2], kind)}"
-    if op == "in":
-        if not flt[2]:
-            return "FALSE"
-        return f"{col} IN ({', '.join(_lit(v, kind) for v in flt[2])})"
-    if op == "contains":
-        return f"array_has_any({col}, [{_lit(flt[2], 'keyword')}])"
-    if op == "range":
-        lo, hi = flt[2], flt[3]
-        if lo is not None and hi is not None:
-            return f"({col} BETWEEN {_lit(lo, kind)} AND {_lit(hi, kind)})"
-        if lo is not None:
-            return f"{col} >= {_lit(lo, kind)}"
-        if hi is not None:
-            return f"{col} <= {_lit(hi, kind)}"
-        return "TRUE"
-    raise Untranslatable(f"unknown filter operator {op!r}")
+    return sql_where(
+        flt, schema, ident=_ident, lit=_lit,
+        contains=lambda col, v: f"array_has_any({col}, [{v}])",
+    )
 
 
 def _arrow_column(col: Column, lo: int, hi: int) -> Any:

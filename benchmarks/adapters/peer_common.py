@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.adapters.base import Unavailable
-from benchmarks.filterspec import AttributeTable
+from benchmarks.filterspec import AttributeTable, Filter
 
 __all__ = [
     "MARKER",
@@ -34,6 +35,7 @@ __all__ = [
     "peer_version",
     "read_build_marker",
     "require",
+    "sql_where",
     "write_build_marker",
 ]
 
@@ -117,3 +119,50 @@ def read_build_marker(workdir: Path, key: str) -> dict[str, Any] | None:
 def write_build_marker(workdir: Path, key: str, seconds: float, extra: dict[str, Any]) -> None:
     (workdir / MARKER).write_text(json.dumps({"key": key, "seconds": seconds, "extra": extra},
                                              default=str))
+
+
+def sql_where(
+    flt: Filter | None,
+    schema: dict[str, str],
+    *,
+    ident: Callable[[str], str],
+    lit: Callable[[Any, str], str],
+    contains: Callable[[str, str], str],
+) -> str | None:
+    """The filter as an SQL boolean expression (None = no filter), for SQL-speaking peers.
+
+    eq → `=`, in → `IN (...)` (empty → FALSE), range → `BETWEEN` / `>=` / `<=`, and/or/not →
+    SQL's. Peers differ only in quoting (`ident`, `lit`) and in how a list column is asked
+    whether it holds a value: `contains(column_sql, literal_sql)`.
+    """
+    if flt is None:
+        return None
+
+    def walk(f: Filter) -> str:
+        op = f[0]
+        if op in ("and", "or"):
+            return "(" + f" {op.upper()} ".join(walk(sub) for sub in f[1:]) + ")"
+        if op == "not":
+            return f"(NOT {walk(f[1])})"
+        kind = schema[f[1]]
+        col = ident(f[1])
+        if op == "eq":
+            return f"{col} = {lit(f[2], kind)}"
+        if op == "in":
+            if not f[2]:
+                return "FALSE"
+            return f"{col} IN ({', '.join(lit(v, kind) for v in f[2])})"
+        if op == "contains":
+            return contains(col, lit(f[2], "keyword"))
+        if op == "range":
+            lo, hi = f[2], f[3]
+            if lo is not None and hi is not None:
+                return f"({col} BETWEEN {lit(lo, kind)} AND {lit(hi, kind)})"
+            if lo is not None:
+                return f"{col} >= {lit(lo, kind)}"
+            if hi is not None:
+                return f"{col} <= {lit(hi, kind)}"
+            return "TRUE"
+        raise Untranslatable(f"unknown filter operator {op!r}")
+
+    return walk(flt)

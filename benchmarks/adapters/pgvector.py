@@ -40,6 +40,7 @@ from benchmarks.adapters.peer_common import (
     peer_version,
     read_build_marker,
     require,
+    sql_where,
     write_build_marker,
 )
 from benchmarks.filterspec import AttributeTable, Filter
@@ -75,34 +76,10 @@ def to_pg_where(flt: Filter | None, schema: dict[str, str]) -> str | None:
     serves), range → `BETWEEN` / `>=` / `<=`, and/or/not → SQL's. Literals are inlined and
     quoted (standard_conforming_strings), so the text is what a user's query would contain.
     """
-    if flt is None:
-        return None
-    op = flt[0]
-    if op in ("and", "or"):
-        return "(" + f" {op.upper()} ".join(str(to_pg_where(f, schema)) for f in flt[1:]) + ")"
-    if op == "not":
-        return f"(NOT {to_pg_where(flt[1], schema)})"
-    field = flt[1]
-    kind = schema[field]
-    col = _ident(field)
-    if op == "eq":
-        return f"{col} = {_lit(flt[2], kind)}"
-    if op == "in":
-        if not flt[2]:
-            return "FALSE"
-        return f"{col} IN ({', '.join(_lit(v, kind) for v in flt[2])})"
-    if op == "contains":
-        return f"{col} @> ARRAY[{_lit(flt[2], 'keyword')}]::text[]"
-    if op == "range":
-        lo, hi = flt[2], flt[3]
-        if lo is not None and hi is not None:
-            return f"({col} BETWEEN {_lit(lo, kind)} AND {_lit(hi, kind)})"
-        if lo is not None:
-            return f"{col} >= {_lit(lo, kind)}"
-        if hi is not None:
-            return f"{col} <= {_lit(hi, kind)}"
-        return "TRUE"
-    raise Untranslatable(f"unknown filter operator {op!r}")
+    return sql_where(
+        flt, schema, ident=_ident, lit=_lit,
+        contains=lambda col, v: f"{col} @> ARRAY[{v}]::text[]",
+    )
 
 
 class PgVector(System):
