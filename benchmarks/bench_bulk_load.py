@@ -49,6 +49,7 @@ from benchmarks.harness import (
     command_line,
     environment,
     markdown_table,
+    wait_serving,
     write_results,
 )
 
@@ -166,27 +167,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_serving(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-            try:
-                reply = health_pb2_grpc.HealthStub(ch).Check(
-                    health_pb2.HealthCheckRequest(), timeout=1
-                )
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-        time.sleep(0.1)
-    raise TimeoutError("server did not start")
-
-
 _CLIENT_CODE = (
     "import re, sys; from sievedb.cli import main; rc = main(sys.argv[1:]); "
     "s = open('/proc/self/status').read(); "
@@ -209,7 +189,7 @@ def run_sievedb(path: Path, queries: np.ndarray, work: Path, dim: int) -> dict[s
             stdout=log_file, stderr=subprocess.STDOUT,
         )
         try:
-            _wait_serving(port, server)
+            wait_serving(f"127.0.0.1:{port}", server)
             target = f"127.0.0.1:{port}"
             with Client(target) as client:
                 client.create_collection("bench", dim, "l2", m=M, ef_construction=EF_CONSTRUCTION,

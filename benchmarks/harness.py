@@ -37,6 +37,7 @@ __all__ = [
     "quiet_server_logs",
     "recall_at_k",
     "time_each",
+    "wait_serving",
     "write_results",
 ]
 
@@ -230,3 +231,32 @@ def write_results(
     ]
     md_path.write_text("\n".join(header) + markdown.rstrip() + "\n")
     return json_path, md_path
+
+
+def wait_serving(
+    target: str, proc: Any, *, timeout: float = 120.0, log_path: Path | None = None
+) -> None:
+    """Block until the `sievedb serve` subprocess `proc` at `target` reports SERVING.
+
+    Raises RuntimeError (with the tail of `log_path`, if given) when the process exits first,
+    TimeoutError after `timeout` seconds.
+    """
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:] if log_path else ""
+            raise RuntimeError(f"sievedb serve exited with {proc.returncode}:\n{tail}")
+        with grpc.insecure_channel(target) as channel:
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1
+                )
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+        time.sleep(0.1)
+    raise TimeoutError(f"sievedb serve did not become SERVING within {timeout:.0f} s")

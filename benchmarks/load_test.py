@@ -54,7 +54,14 @@ import numpy as np
 
 from benchmarks.datasets.synthetic_arxiv import make_dataset
 from benchmarks.filtered_queries import Bucket, build_queries
-from benchmarks.harness import RESULTS_DIR, command_line, environment, markdown_table, write_results
+from benchmarks.harness import (
+    RESULTS_DIR,
+    command_line,
+    environment,
+    markdown_table,
+    wait_serving,
+    write_results,
+)
 
 __all__ = ["LoadParams", "main", "run"]
 
@@ -121,28 +128,6 @@ def _free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def _wait_serving(target: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"sievedb serve exited with {proc.returncode}:\n{tail}")
-        with grpc.insecure_channel(target) as channel:
-            try:
-                reply = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=1
-                )
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-        time.sleep(0.1)
-    raise TimeoutError("sievedb serve did not become SERVING within 120 s")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -520,7 +505,7 @@ def run(p: LoadParams, work_dir: Path, command: str | None = None) -> dict[str, 
         sampler = RssSampler(server.pid, t0)
         sampler.start()
         try:
-            _wait_serving(target, server, log_path)
+            wait_serving(target, server, log_path=log_path)
             sampler.phase = "preload"
             work, preload = _preload(target, p, work_dir)
             sampler.phase = "workers"
