@@ -134,9 +134,23 @@ class HnswlibPostfilter(_Hnswlib):
         mult = float(self.query_params.get("fetch_multiplier", 10))
         fetch = min(self.base.shape[0], max(k, int(k * mult)))
         self.index.set_ef(max(ef, fetch))
-        labels, _ = self.index.knn_query(q, k=fetch, num_threads=1)
-        lab = labels[0].astype(np.int64)
+        lab = knn_up_to(self.index, q, fetch)
         return lab[:k] if m is None else lab[m[lab]][:k]
+
+
+def knn_up_to(index: Any, q: np.ndarray, fetch: int) -> np.ndarray:
+    """Unfiltered hnswlib labels for up to `fetch` neighbours of one query.
+
+    hnswlib raises RuntimeError when its traversal reaches fewer than `fetch` points (small or
+    poorly connected graphs); then ask for half as many, as a user of hnswlib would.
+    """
+    while fetch >= 1:
+        try:
+            labels, _ = index.knn_query(q, k=fetch, num_threads=1)
+            return labels[0].astype(np.int64)
+        except RuntimeError:
+            fetch //= 2
+    return np.empty(0, np.int64)
 
 
 class FaissHnsw(_MaskSystem):
