@@ -18,7 +18,8 @@ def score_matrix(
     vectors: np.ndarray, queries: np.ndarray, metric: Metric, sqnorms: np.ndarray | None = None
 ) -> np.ndarray:
     """Scores of every (query, vector) pair, shape (n_queries, n_vectors), float32."""
-    dots = queries @ vectors.T
+    # One query: a matrix-vector product (gemv) beats a 1-row gemm.
+    dots = (vectors @ queries[0])[None, :] if queries.shape[0] == 1 else queries @ vectors.T
     if metric is not Metric.L2:
         return dots
     if sqnorms is None:
