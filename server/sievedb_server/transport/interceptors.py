@@ -178,6 +178,14 @@ class _CallScope:
         )
         context.abort(mapped.code, mapped.message)
 
+    def finish_ok_or_gone(self, context: grpc.ServicerContext) -> None:
+        """The handler returned: OK, unless the client left first (its request stream can end
+        quietly when it cancels, and the handler then completes a call nobody receives)."""
+        if context.is_active():
+            self.finish("OK")
+        else:
+            self.finish(_status_name(_gone(context)))
+
     def finish(self, status: str, *, reason: str = "", level: int = logging.INFO) -> None:
         """Record the call's outcome once: metrics, then the access log line."""
         if self.finished:
@@ -216,6 +224,10 @@ def _gone(context: grpc.ServicerContext) -> Exception:
     if remaining is not None and remaining <= 0:
         return DeadlineExceeded("the deadline passed while the server read the request stream")
     return Cancelled("the client cancelled the call")
+
+
+def _status_name(exc: Exception) -> str:
+    return "DEADLINE_EXCEEDED" if isinstance(exc, DeadlineExceeded) else "CANCELLED"
 
 
 def _aborted_code(context: grpc.ServicerContext) -> grpc.StatusCode | None:
@@ -293,7 +305,7 @@ def _wrap_unary(
         finally:
             if token is not None:
                 _request_id.reset(token)
-        scope.finish("OK")
+        scope.finish_ok_or_gone(context)
         return response
 
     return wrapped
@@ -325,7 +337,7 @@ def _wrap_stream(
         finally:
             if token is not None:
                 _request_id.reset(token)
-        scope.finish("OK")
+        scope.finish_ok_or_gone(context)
 
     return wrapped
 
