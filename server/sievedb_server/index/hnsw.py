@@ -24,8 +24,10 @@ from pathlib import Path
 import hnswlib
 import msgpack
 import numpy as np
+from pyroaring import BitMap
 
 from sievedb_server.core.types import HnswParams, Metric
+from sievedb_server.index import native_filter
 
 __all__ = ["HnswIndex", "IndexStamp"]
 
@@ -42,6 +44,10 @@ class IndexStamp:
     space: str
     m: int
     ef_construction: int
+
+
+def _rows(queries: np.ndarray) -> int:
+    return 1 if np.ndim(queries) == 1 else len(queries)
 
 
 def _fsync_replace(tmp: Path, final: Path) -> None:
@@ -205,8 +211,27 @@ class HnswIndex:
         ef: int,
         filter_fn: Callable[[int], bool] | None = None,
         num_threads: int = 1,
+        *,
+        allowed: BitMap | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Labels and hnswlib distances, shape (n, k); raises RuntimeError when short of k."""
+        """Labels and hnswlib distances, shape (n, k); raises RuntimeError when short of k.
+
+        `allowed` restricts the search to those labels. It uses the C++ filter
+        (native_filter, no Python call per candidate) when that is available and hnswlib runs
+        the search on this thread; otherwise `allowed.__contains__`. With `filter_fn` as well,
+        a label must pass both (a Python callback).
+        """
         self.index.set_ef(max(ef, k))
+        if allowed is not None and filter_fn is not None:
+            check = filter_fn
+            filter_fn = lambda label: label in allowed and check(label)  # noqa: E731
+        elif allowed is not None:
+            if native_filter.NATIVE and native_filter.runs_inline(_rows(queries), num_threads):
+                with native_filter.installed(allowed) as native:
+                    labels, dists = self.index.knn_query(
+                        queries, k=k, num_threads=num_threads, filter=native
+                    )
+                return labels.astype(np.int64), dists
+            filter_fn = allowed.__contains__
         labels, dists = self.index.knn_query(queries, k=k, num_threads=num_threads, filter=filter_fn)
         return labels.astype(np.int64), dists

@@ -1,0 +1,136 @@
+"""The GIL-free label filter for hnswlib's filtered search, and its Python fallback.
+
+hnswlib's `knn_query(filter=f)` calls `f(label)` for every candidate it visits. A Python `f`
+costs a GIL acquisition and a Python call each time. The C++ extension
+`sievedb_server._native_filter` provides `allowed(label)`, a plain `bool(size_t)` function that
+pybind11 hands to hnswlib as a raw function pointer, so the search runs without Python. It
+reads a byte-per-label membership buffer installed for the calling thread (see the .cpp).
+
+That path is taken only when hnswlib and the extension share pybind11 internals (both built
+with pybind11 2.x; the Makefile's venv target arranges it). Whether it is taken is checked once
+at import with a tiny search: `NATIVE` is True only if the filter was called and never with the
+GIL held; `REASON` says why not otherwise. Callers fall back to a Python callback then.
+
+    with native_filter.installed(bitmap) as fn:      # fn is the C++ filter (NATIVE only)
+        index.knn_query(q, k=k, num_threads=1, filter=fn)
+
+hnswlib calls the filter on the calling thread only when the search does not fan out to its
+worker threads, which see no installed buffer (and so allow nothing): see `runs_inline`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from pyroaring import BitMap
+
+__all__ = ["NATIVE", "REASON", "installed", "membership", "runs_inline"]
+
+try:
+    from sievedb_server import _native_filter as _ext
+except ImportError as _exc:  # optional extension not built (no compiler at install time)
+    _ext = None
+    _IMPORT_ERROR: str = str(_exc)
+else:
+    _IMPORT_ERROR = ""
+
+# The buffers installed on each thread, innermost last. Holding them here keeps the memory the
+# C++ side borrows alive until it is uninstalled, and lets a nested `installed` restore the outer.
+_local = threading.local()
+
+
+def membership(allowed: BitMap | np.ndarray, size: int | None = None) -> np.ndarray:
+    """A uint8 array with 1 at every allowed label; `size` defaults to max label + 1.
+
+    `allowed` is a BitMap or an array of labels. Labels >= `size` raise ValueError.
+    """
+    if isinstance(allowed, BitMap):
+        labels = np.frombuffer(allowed.to_array(), dtype=np.uint32)
+    else:
+        labels = np.ascontiguousarray(allowed, dtype=np.uint32)
+    top = int(labels.max()) + 1 if labels.size else 0
+    if size is None:
+        size = top
+    elif top > size:
+        raise ValueError(f"label {top - 1} does not fit a membership buffer of {size}")
+    buf = np.zeros(size, dtype=np.uint8)
+    if _ext is not None:
+        _ext.mark(buf, labels)  # ~3x numpy's `buf[labels] = 1` (50k of 100k: 58 vs 166 us)
+    else:
+        buf[labels] = 1
+    return buf
+
+
+def runs_inline(rows: int, num_threads: int) -> bool:
+    """Whether hnswlib 0.8's knn_query calls the filter on the calling thread.
+
+    It fans out to worker threads when num_threads != 1 and rows > 4 * num_threads
+    (num_threads <= 0 means its default, the CPU count); count those as not inline.
+    """
+    return num_threads == 1 or (num_threads > 1 and rows <= 4 * num_threads)
+
+
+@contextmanager
+def installed(allowed: BitMap | np.ndarray, size: int | None = None) -> Iterator[Any]:
+    """Install `allowed` (BitMap, label array, or a uint8 membership buffer) for this thread.
+
+    Yields the C++ filter to pass as hnswlib's `filter`; uninstalls on exit (restoring any
+    outer installation). Raises RuntimeError if the extension is not built. The filter is
+    GIL-free only when NATIVE; otherwise it still answers correctly, through a Python call.
+    """
+    if _ext is None:
+        raise RuntimeError(f"sievedb_server._native_filter is not available: {REASON}")
+    if isinstance(allowed, np.ndarray) and allowed.dtype == np.uint8:
+        buf = np.ascontiguousarray(allowed)
+    else:
+        buf = membership(allowed, size)
+    stack: list[np.ndarray] = _local.__dict__.setdefault("stack", [])
+    stack.append(buf)
+    _ext.set_buffer(buf)
+    try:
+        yield _ext.allowed
+    finally:
+        stack.pop()
+        if stack:
+            _ext.set_buffer(stack[-1])
+        else:
+            _ext.clear_buffer()
+
+
+def _probe() -> tuple[bool, str]:
+    """Run a tiny filtered search with the C++ filter; (fast path taken, reason if not)."""
+    if _ext is None:
+        return False, f"C++ filter extension not built ({_IMPORT_ERROR})"
+    try:
+        import hnswlib
+
+        n, dim = 64, 4
+        vectors = np.random.default_rng(0).standard_normal((n, dim)).astype(np.float32)
+        index = hnswlib.Index(space="l2", dim=dim)
+        index.init_index(max_elements=n, M=8, ef_construction=32, random_seed=1)
+        index.add_items(vectors, np.arange(n), num_threads=1)
+        index.set_ef(16)
+        _ext.reset_stats()
+        with installed(np.arange(0, n, 2, dtype=np.uint32), n) as fn:
+            labels, _ = index.knn_query(vectors[:1], k=4, num_threads=1, filter=fn)
+        calls, gil_seen = int(_ext.calls()), bool(_ext.gil_seen())
+        _ext.reset_stats()
+    except Exception as exc:  # noqa: BLE001 - any failure means "use the Python callback"
+        return False, f"C++ filter probe failed: {exc!r}"
+    if calls == 0:
+        return False, "hnswlib never called the C++ filter"
+    if gil_seen:
+        return False, (
+            "hnswlib calls the C++ filter through Python: it and sievedb_server._native_filter "
+            "do not share pybind11 internals (hnswlib built with pybind11 3? `make clean venv`)"
+        )
+    if np.any(labels % 2):
+        return False, "C++ filter probe returned disallowed labels"
+    return True, "C++ filter on hnswlib's GIL-free fast path"
+
+
+NATIVE, REASON = _probe()
