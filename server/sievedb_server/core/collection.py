@@ -697,7 +697,7 @@ class Collection:
         `on_plan(plan, filtered)` is called per query once the lock is released (metrics).
         """
         if self.metric is Metric.COSINE:
-            queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+            queries = queries / np.sqrt(np.einsum("ij,ij->i", queries, queries))[:, None]
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         flts = [
             None if f is None or f.is_empty() else f

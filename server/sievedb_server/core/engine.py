@@ -56,6 +56,7 @@ from sievedb_server.errors import (
 from sievedb_server.filters.model import Filter, check_limits
 from sievedb_server.filters.planner import DEFAULT_PLANNER, PlannerConfig
 from sievedb_server.filters.schema import validate_attributes, validate_filter
+from sievedb_server.index import native_filter
 from sievedb_server.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["Engine"]
@@ -86,6 +87,7 @@ class Engine:
         self.limits = limits
         self.root = self.data_dir / "collections"
         self.root.mkdir(parents=True, exist_ok=True)
+        native_filter.warn_once_if_off(log)
         self.sync = sync
         self._lock = threading.Lock()
         self._collections: dict[str, Collection] = {}
@@ -226,14 +228,13 @@ class Engine:
         limit = "max_batch_queries" if what == "queries" else "max_batch_points"
         self.limits.check(limit, arr.shape[0], f"the number of {what} in the request")
         arr = np.ascontiguousarray(arr, dtype=np.float32)
-        finite = np.isfinite(arr).all(axis=1)
-        if not finite.all():
-            row = int(np.flatnonzero(~finite)[0])
+        if not np.isfinite(arr).all():  # one reduction on the common path; rows only on error
+            row = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
             raise InvalidVector(f"{what} row {row_base + row} contains NaN or Inf")
         if coll.metric.value == "cosine":
-            zero = ~np.any(arr, axis=1)
-            if zero.any():
-                row = int(np.flatnonzero(zero)[0])
+            nonzero = np.any(arr, axis=1)
+            if not nonzero.all():
+                row = int(np.flatnonzero(~nonzero)[0])
                 raise InvalidVector(
                     f"{what} row {row_base + row} is all zeros, which has no cosine direction"
                 )

@@ -9,26 +9,40 @@ from contextlib import contextmanager
 __all__ = ["RWLock"]
 
 
+class _ReadSide:
+    """`with lock.read():` — a plain context manager (a generator-based one costs more, and
+    every search takes this lock)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: RWLock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        lock = self._lock
+        with lock._cond:
+            while lock._writer or lock._writers_waiting:
+                lock._cond.wait()
+            lock._readers += 1
+
+    def __exit__(self, *exc: object) -> None:
+        lock = self._lock
+        with lock._cond:
+            lock._readers -= 1
+            if lock._readers == 0:
+                lock._cond.notify_all()
+
+
 class RWLock:
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
+        self._read_side = _ReadSide(self)
 
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if self._readers == 0:
-                    self._cond.notify_all()
+    def read(self) -> _ReadSide:
+        return self._read_side
 
     @contextmanager
     def write(self) -> Iterator[None]:

@@ -162,7 +162,8 @@ class Point:
     attributes: Attributes | None = None
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass pays object.__setattr__ per field, and a search builds k of these.
+@dataclass(slots=True)
 class Hit:
     id: PointId
     score: float

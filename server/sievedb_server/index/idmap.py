@@ -43,7 +43,7 @@ class LabelIds:
         if labels.size == 0:
             return []
         if self.is_num[labels].all():
-            return [int(x) for x in self.num[labels].tolist()]
+            return self.num[labels].tolist()  # int64 → Python ints
         return [
             int(self.num[lb]) if self.is_num[lb] else self.strs[int(lb)] for lb in labels.tolist()
         ]

@@ -20,6 +20,7 @@ worker threads, which see no installed buffer (and so allow nothing): see `runs_
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 from pyroaring import BitMap
 
-__all__ = ["NATIVE", "REASON", "installed", "membership", "runs_inline"]
+__all__ = ["NATIVE", "REASON", "installed", "membership", "runs_inline", "warn_once_if_off"]
 
 try:
     from sievedb_server import _native_filter as _ext
@@ -134,3 +135,14 @@ def _probe() -> tuple[bool, str]:
 
 
 NATIVE, REASON = _probe()
+
+
+_warned = threading.Event()
+
+
+def warn_once_if_off(logger: logging.Logger) -> None:
+    """Log once per process why filtered searches use the Python callback, if they do."""
+    if not NATIVE and not _warned.is_set():
+        _warned.set()
+        logger.warning("filtered HNSW search calls back into Python per candidate (slower): %s",
+                       REASON)
