@@ -178,3 +178,38 @@ def test_concurrent_searches_with_different_sets(index: HnswIndex, queries: np.n
     for w in workers:
         w.join()
     assert not errors, errors[0]
+
+
+@pytest.mark.parametrize("share", [0.1, 0.5])
+def test_engine_uses_the_cpp_filter_only_for_selective_filters(
+    tmp_path: Path, share: float
+) -> None:
+    """The executor picks the C++ filter up to NATIVE_MAX_SELECTIVITY, the Python one above;
+    explain says which, and both return min(k, |allowed|) hits that all pass the filter."""
+    from sievedb_server.core.engine import Engine
+    from sievedb_server.core.query import NATIVE_MAX_SELECTIVITY
+    from sievedb_server.core.types import CollectionSpec, SearchParams
+    from sievedb_server.filters.parser import parse
+    from sievedb_server.filters.planner import PlannerConfig
+
+    n = 3000
+    rng = np.random.default_rng(11)
+    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
+    group = (rng.random(n) < share).astype(int)
+    engine = Engine(tmp_path / "data", checkpoint_interval_s=3600,
+                    planner=PlannerConfig(exact_budget=0, postfilter_min=1.01))
+    try:
+        engine.create_collection(
+            CollectionSpec("c", DIM, Metric.L2, HnswParams(full_scan_threshold=0)),
+        )
+        engine.upsert("c", list(range(n)), vectors, [{"g": int(g)} for g in group])
+        flt = parse("g == 1")
+        res = engine.search("c", vectors[0], SearchParams(k=K, ef=32, explain=True), flt)
+        assert res.plan is not None and res.plan.strategy == "hnsw_filtered"
+        native = native_filter.NATIVE and share <= NATIVE_MAX_SELECTIVITY
+        want = "C++ label filter" if native else "Python label filter"
+        assert want in res.plan.detail
+        assert len(res.hits) == K
+        assert all(group[int(h.id)] == 1 for h in res.hits)
+    finally:
+        engine.close()
