@@ -115,6 +115,13 @@ class NumericIndex:
             bitmap_of(self.labels[i : i + self.width])
             for i in range(0, len(self.labels), self.width)
         ]
+        # Per run, its labels in label order with their sorted positions: a partial run is then
+        # a mask over an already-sorted array (no sort per query when a range cuts a run).
+        self.by_label: list[tuple[np.ndarray, np.ndarray]] = []
+        for i in range(0, len(self.labels), self.width):
+            run = self.labels[i : i + self.width].astype(np.uint32)
+            order = np.argsort(run, kind="stable")
+            self.by_label.append((run[order], (i + order).astype(np.int64)))
         self.levels = [level]
         while len(level) > 1:
             level = [BitMap.union(*level[j : j + 2]) for j in range(0, len(level), 2)]
@@ -147,9 +154,17 @@ class NumericIndex:
         if first_full >= last_full:
             return bitmap_of(self.labels[left:right])
         parts = self._runs(first_full, last_full)
-        head = bitmap_of(self.labels[left : first_full * w])
-        tail = bitmap_of(self.labels[last_full * w : right])
-        return BitMap.union(head, tail, *parts)
+        if left < first_full * w:
+            parts.append(self._cut(left // w, left, first_full * w))
+        if last_full * w < right:
+            parts.append(self._cut(last_full, last_full * w, right))
+        return BitMap.union(*parts)
+
+    def _cut(self, run: int, left: int, right: int) -> BitMap:
+        """Labels of one run at sorted positions [left, right)."""
+        labels, positions = self.by_label[run]
+        keep = labels[(positions >= left) & (positions < right)]
+        return BitMap(array.array("I", keep.tobytes()))  # already in label order
 
     def _runs(self, lo: int, hi: int) -> list[BitMap]:
         """Precomputed bitmaps covering runs [lo, hi): aligned power-of-two blocks."""
