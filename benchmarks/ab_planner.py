@@ -26,8 +26,7 @@ from benchmarks.harness import CACHE_DIR, command_line, environment, markdown_ta
 
 CONFIGS = {
     "planner (defaults)": PlannerConfig(),
-    "post-filter up to fetch = 4 ef": PlannerConfig(postfilter_max_ef_ratio=4.0),
-    "post-filter first": PlannerConfig(postfilter_max_ef_ratio=1e9),
+    "post-filter first": PlannerConfig(postfilter_cost_ratio=1e9),
     "filtered traversal": PlannerConfig(postfilter_min=1.01),
 }
 

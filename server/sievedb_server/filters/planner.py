@@ -47,9 +47,11 @@ class PlannerConfig:
     postfilter_ef_factor: float = 1.0
     # Post-filter never asks the graph for more candidates than this.
     postfilter_max_fetch: int = 4_000
-    # ...nor for more than this multiple of the query's ef: the post-filter's cost is set by
-    # `fetch`, the filtered traversal's by ef, so a small ef favours the traversal.
-    postfilter_max_ef_ratio: float = 3.0
+    # Post-filter only when it should visit fewer points than the filtered traversal: the
+    # traversal must collect ef allowed candidates, so it visits about ef / selectivity points,
+    # while the post-filter visits about `fetch`. Post-filter when
+    # fetch <= postfilter_cost_ratio · ef / selectivity (A/B in docs/PLANNER.md).
+    postfilter_cost_ratio: float = 1.0
     # When post-filtering comes back short (filter anti-correlated with the query), scan the
     # allowed rows exactly if there are at most this many floats; else filtered traversal.
     fallback_exact_budget: int = 2_000_000
@@ -88,7 +90,8 @@ def choose(
     selectivity = allowed / max(total, 1)
     if selectivity >= config.postfilter_min:
         fetch = min(total, math.ceil(k / selectivity * config.overfetch) + 10)
-        if fetch <= min(config.postfilter_max_fetch, config.postfilter_max_ef_ratio * ef):
+        traversal_visits = config.postfilter_cost_ratio * ef / selectivity
+        if fetch <= min(config.postfilter_max_fetch, traversal_visits):
             pf_ef = max(ef, math.ceil(config.postfilter_ef_factor * fetch))
             return PlanChoice("hnsw_postfilter", fetch=fetch, ef=pf_ef)
     return PlanChoice("hnsw_filtered", ef=max(ef, k))
