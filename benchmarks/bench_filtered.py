@@ -411,20 +411,41 @@ def _best_at(rows: list[dict[str, Any]], target: float) -> dict[str, Any] | None
     return max(ok, key=lambda r: r["qps"]) if ok else None
 
 
+def _dominance(
+    ours: list[dict[str, Any]], theirs: list[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    """The issue's test: sievedb's QPS at recall ≥ target against the best baseline QPS at the
+    same or higher recall. Returns (sievedb row, strongest such baseline row) for the sievedb
+    configuration with the best ratio, or None if sievedb never reaches the target."""
+    best: tuple[float, dict[str, Any], dict[str, Any] | None] | None = None
+    for r in ours:
+        if r["recall"] < SUMMARY_TARGET:
+            continue
+        rival = _best_at(theirs, r["recall"])
+        ratio = r["qps"] / rival["qps"] if rival else float("inf")
+        if best is None or ratio > best[0]:
+            best = (ratio, r, rival)
+    return None if best is None else (best[1], best[2])
+
+
 def _verdict(v: dict[str, Any]) -> list[str]:
-    """Per bucket: sievedb in-process against the fastest baseline, both at recall ≥ target.
+    """Per bucket: sievedb in-process against the baselines, two ways.
 
     Like-for-like baselines evaluate each query's filter themselves (rows `<system>+filter`),
     as sievedb does; oracle rows get the allowed set for free and are shown for reference.
+    "Threshold": fastest of each at recall ≥ target. "Same or higher recall" (the issue's
+    criterion): a sievedb configuration against the fastest baseline at ≥ its recall.
     """
     rows_out = []
     for b in v["buckets"]:
         brows = [r for r in v["rows"] if r["bucket"] == b["bucket"]]
-        ours = _best_at([r for r in brows if r["system"] == "sievedb"], SUMMARY_TARGET)
+        mine = [r for r in brows if r["system"] == "sievedb"]
+        ours = _best_at(mine, SUMMARY_TARGET)
         base = [r for r in brows if not r["system"].startswith("sievedb")]
-        fair = _best_at([r for r in base if r["system"].endswith("+filter")], SUMMARY_TARGET)
-        oracle = _best_at([r for r in base if not r["system"].endswith("+filter")],
-                          SUMMARY_TARGET)
+        fair_rows = [r for r in base if r["system"].endswith("+filter")]
+        fair = _best_at(fair_rows, SUMMARY_TARGET)
+        oracle_rows = [r for r in base if not r["system"].endswith("+filter")]
+        oracle = _best_at(oracle_rows, SUMMARY_TARGET)
 
         def cell(r: dict[str, Any] | None) -> str:
             if r is None:
@@ -434,20 +455,33 @@ def _verdict(v: dict[str, Any]) -> list[str]:
         def ratio(r: dict[str, Any] | None) -> str:
             return "–" if ours is None or r is None else f"{ours['qps'] / r['qps']:.2f}×"
 
+        def same_or_higher(rows: list[dict[str, Any]]) -> str:
+            dom = _dominance(mine, rows)
+            if dom is None:
+                return "sievedb never reached the target"
+            if dom[1] is None:
+                return f"{cell(dom[0])}: no baseline at ≥ its recall"
+            return f"{cell(dom[0])} vs {cell(dom[1])}: {dom[0]['qps'] / dom[1]['qps']:.2f}×"
+
         rows_out.append({
             "bucket": b["bucket"],
             "sievedb QPS (recall)": cell(ours),
             "best like-for-like baseline": cell(fair),
             "ratio": ratio(fair),
+            "like-for-like at same or higher recall": same_or_higher(fair_rows),
             "best oracle baseline": cell(oracle),
             "ratio vs oracle": ratio(oracle),
+            "oracle at same or higher recall": same_or_higher(oracle_rows),
         })
     return [
         f"### Verdict: QPS at recall@10 ≥ {SUMMARY_TARGET}",
         "",
         "Like-for-like baselines evaluate each query's filter themselves, as sievedb does; "
         "oracle baselines are handed the allowed set for free. Ratio = sievedb QPS / baseline "
-        "QPS (above 1: sievedb is faster).",
+        "QPS (above 1: sievedb is faster). `ratio` compares the fastest of each at recall ≥ "
+        f"{SUMMARY_TARGET}; the 'same or higher recall' column compares a sievedb "
+        "configuration with the fastest like-for-like baseline at the same or higher recall "
+        "(the sievedb configuration with the best such ratio is shown).",
         "",
         markdown_table(rows_out, list(rows_out[0]) if rows_out else []),
         "",
