@@ -112,12 +112,9 @@ def run_query(
     if strategy.endswith("hnsw_filtered"):
         assert allowed is not None
         # The filtered traversal uses the caller's ef (a post-filter probe may have used more).
-        if n_allowed <= NATIVE_MAX_SELECTIVITY * total:
-            result = _graph(coll, q, k, max(ef, k), allowed.check, allowed.bitmap)
-            native = native_filter.NATIVE and allowed.check is None
-        else:
-            result = _graph(coll, q, k, max(ef, k), _membership(allowed))
-            native = False
+        sparse = n_allowed <= NATIVE_MAX_SELECTIVITY * total
+        result = _graph(coll, q, k, max(ef, k), allowed.check, allowed.bitmap, native=sparse)
+        native = sparse and native_filter.NATIVE and allowed.check is None
         how = "C++ label filter" if native else "Python label filter"
         detail = (detail + "; " if detail else "") + f"filtered traversal: {how}"
     if result is None or len(result[0]) < k:
@@ -138,14 +135,6 @@ def run_query(
     return QueryOutcome(result[0], result[1], plan)
 
 
-def _membership(allowed: AllowedSet) -> Callable[[int], bool]:
-    bm = allowed.bitmap
-    if allowed.check is None:
-        return bm.__contains__
-    check = allowed.check
-    return lambda label: label in bm and check(label)
-
-
 def _to_scores(coll: Collection, dists: np.ndarray) -> np.ndarray:
     return dists if coll.metric is Metric.L2 else 1.0 - dists
 
@@ -157,11 +146,15 @@ def _graph(
     ef: int,
     filter_fn: Callable[[int], bool] | None = None,
     allowed: BitMap | None = None,
+    *,
+    native: bool = True,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """HNSW search; with `allowed`, only those labels (the C++ filter when available, see
     index/native_filter.py), and with `filter_fn` as well, labels that also pass it."""
     try:
-        labels, dists = coll.graph.search(q, k, ef, filter_fn=filter_fn, allowed=allowed)
+        labels, dists = coll.graph.search(
+            q, k, ef, filter_fn=filter_fn, allowed=allowed, native=native
+        )
     except RuntimeError:
         return None  # hnswlib found fewer than k (disconnected by deletes or the filter)
     return labels[0], _to_scores(coll, dists[0])
