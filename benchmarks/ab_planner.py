@@ -1,4 +1,5 @@
-"""Interleaved A/B of planner configurations on the filtered benchmark's workload.
+"""Interleaved A/B of planner configurations (or of the traversal's membership test) on the
+filtered benchmark's workload.
 
 Each query runs once per configuration back to back (repeated `--reps` times), so machine
 noise hits every configuration alike: the fair way to compare close alternatives on a
@@ -6,6 +7,7 @@ shared machine. The order of the configurations rotates from query to query, bec
 first run of a query warms the caches for the others. Uses the cached collection, queries and ground truth of `bench_filtered`.
 
     python -m benchmarks.ab_planner [--variants correlated uncorrelated] [--buckets 50% 10%]
+    python -m benchmarks.ab_planner --arms filter   # C++ label filter vs Python callback
 """
 
 from __future__ import annotations
@@ -17,18 +19,39 @@ from collections import defaultdict
 import numpy as np
 from sievedb_server.core.types import SearchParams
 from sievedb_server.filters.parser import parse
+from sievedb_server.core import query
 from sievedb_server.filters.planner import PlannerConfig
+from sievedb_server.index import native_filter
 
 from benchmarks.bench_filtered import load_workload, open_sievedb
 from benchmarks.datasets.synthetic_arxiv import make_dataset
 from benchmarks.filtered_queries import Bucket, build_queries, ground_truth
 from benchmarks.harness import CACHE_DIR, command_line, environment, markdown_table, write_results
 
-CONFIGS = {
-    "planner (defaults)": PlannerConfig(),
-    "post-filter first": PlannerConfig(postfilter_cost_ratio=1e9),
-    "filtered traversal": PlannerConfig(postfilter_min=1.01),
+# An arm: the planner configuration, the selectivity up to which the filtered traversal uses
+# the C++ label filter, and whether the C++ filter may be used at all.
+Arm = tuple[PlannerConfig, float, bool]
+TRAVERSAL = PlannerConfig(postfilter_min=1.01)
+ARMS: dict[str, dict[str, Arm]] = {
+    # --arms planner: which strategy the planner should pick.
+    "planner": {
+        "planner (defaults)": (PlannerConfig(), query.NATIVE_MAX_SELECTIVITY, True),
+        "post-filter first": (PlannerConfig(postfilter_cost_ratio=1e9),
+                              query.NATIVE_MAX_SELECTIVITY, True),
+        "filtered traversal": (TRAVERSAL, query.NATIVE_MAX_SELECTIVITY, True),
+    },
+    # --arms filter: the filtered traversal's membership test (traversal forced).
+    "filter": {
+        "C++ filter up to 25 % (default)": (TRAVERSAL, query.NATIVE_MAX_SELECTIVITY, True),
+        "C++ filter always": (TRAVERSAL, 1.0, True),
+        "Python callback (BitMap.__contains__)": (TRAVERSAL, 1.0, False),
+    },
 }
+
+
+def _use(coll: object, arm: Arm, native_available: bool) -> None:
+    coll.planner, query.NATIVE_MAX_SELECTIVITY, native = arm  # type: ignore[attr-defined]
+    native_filter.NATIVE = native and native_available
 
 
 def main() -> None:
@@ -37,8 +60,14 @@ def main() -> None:
     parser.add_argument("--buckets", nargs="+", default=["50%", "10%"])
     parser.add_argument("--ef", nargs="+", type=int, default=[16, 128])
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--out", default="ab_planner")
+    parser.add_argument("--arms", choices=list(ARMS), default="planner")
+    parser.add_argument("--out", default=None, help="result stem (default ab_<arms>)")
     args = parser.parse_args()
+    args.out = args.out or ("ab_planner" if args.arms == "planner" else "ab_native_filter")
+    configs = ARMS[args.arms]
+    native_available = native_filter.NATIVE
+    if args.arms == "filter" and not native_available:
+        raise SystemExit(f"the C++ filter is not available: {native_filter.REASON}")
     wl = load_workload()
     ds, ix = wl["dataset"], wl["index"]
     n, dim, nqv, seed = int(ds["n"]), int(ds["dim"]), int(ds["query_vectors"]), int(ds["seed"])
@@ -61,13 +90,12 @@ def main() -> None:
                 lat: dict[str, list[int]] = defaultdict(list)
                 rec: dict[str, list[float]] = defaultdict(list)
                 params = SearchParams(k=10, ef=ef, with_attributes=False)
-                names = list(CONFIGS)
+                names = list(configs)
                 for rep in range(args.reps):
                     for j, i in enumerate(idx):
                         turn = (j + rep) % len(names)
                         for cname in names[turn:] + names[:turn]:
-                            cfg = CONFIGS[cname]
-                            coll.planner = cfg
+                            _use(coll, configs[cname], native_available)
                             t = time.perf_counter_ns()
                             res = engine.search(name, data.queries[fq[i].query_row], params,
                                                 flts[i])
@@ -76,7 +104,7 @@ def main() -> None:
                                 want = set(gt[i][gt[i] >= 0].tolist())
                                 got = {h.id for h in res.hits}
                                 rec[cname].append(len(got & want) / max(len(want), 1))
-                for cname in CONFIGS:
+                for cname in configs:
                     rows.append({
                         "variant": variant, "bucket": b, "ef": ef, "config": cname,
                         "qps": 1e9 / float(np.mean(lat[cname])),
@@ -85,6 +113,8 @@ def main() -> None:
                     })
                     print(rows[-1], flush=True)
         engine.close(checkpoint=False)
+    native_filter.NATIVE = native_available
+    query.NATIVE_MAX_SELECTIVITY = ARMS["planner"]["planner (defaults)"][1]
     table = markdown_table(rows, ["variant", "bucket", "ef", "config", "qps", "p50_ms",
                                   "recall@10"])
     write_results(args.out, {"command": command_line(), "params": vars(args), "rows": rows,

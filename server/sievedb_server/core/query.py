@@ -33,7 +33,8 @@ RECHECK_UPFRONT_MAX = 50_000
 
 # The C++ label filter needs a byte-per-label buffer built per query (~1 ns per allowed label);
 # above this selectivity building it costs more than the Python membership calls it saves
-# (interleaved A/B on the 100k × 384 benchmark: 0.83–0.95× at 50 %, 1.0–1.15× at 10 %).
+# (`python -m benchmarks.ab_planner --arms filter`: C++ filter against the Python callback
+# 0.80–0.99× at 50 %, 1.03–1.17× at 10 %; benchmarks/results/ab_native_filter.md).
 NATIVE_MAX_SELECTIVITY = 0.25
 
 

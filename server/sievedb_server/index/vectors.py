@@ -81,9 +81,10 @@ class VectorArray:
         """Map the pages of rows [0, rows) into this process now (one read per 4 KiB page).
 
         A fresh mapping has no page-table entries: the first touch of each page costs a minor
-        fault, and an exact scan gathers rows scattered over the file, so without this a cold
-        46-row gather measured 52 µs median / 105 µs mean against 17 / 22 µs pre-faulted
-        (100k × 384). Skipped when the rows would take more than half the machine's memory
+        fault, and an exact scan gathers rows scattered over the file: a 46-row gather took
+        19 / 22 / 78 µs (median / mean / p99) on a fresh mapping against 13 / 16 / 34 µs
+        pre-faulted, the same as anonymous memory (`benchmarks/results/prefault.md`, 100k ×
+        384). Skipped when the rows would take more than half the machine's memory
         (a larger-than-RAM collection relies on the page cache instead).
         """
         nbytes = rows * self.dim * 4
