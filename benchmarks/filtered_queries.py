@@ -110,6 +110,11 @@ class _Templates:
         self.main_freq = np.bincount(a.main_category, minlength=len(ARCHIVES)) / n
         self.sub_freq = a.sub_categories.sum(axis=0) / n
         self.lic_freq = np.bincount(a.license, minlength=len(LICENSES)) / n
+        # The baselines' filters are evaluated the way a careful numpy user would: a column of
+        # the multi-valued field is contiguous (a C-ordered row-per-point matrix would make
+        # each column read a 240-byte strided gather) and `in [...]` ORs equality masks (3x
+        # faster than a lookup table indexed by the codes, 15x faster than np.isin here).
+        self.sub_cols = np.asfortranarray(a.sub_categories)
 
     def all(self) -> list[tuple[str, Callable[[np.random.Generator, float], Candidate]]]:
         return [
@@ -146,14 +151,21 @@ class _Templates:
             return None
         names = ", ".join(_q(ARCHIVES[c]) for c in chosen)
         a = self.a
-        return f"main_category in [{names}]", lambda: np.isin(a.main_category, chosen)
+
+        def mask() -> np.ndarray:
+            out = a.main_category == chosen[0]
+            for c in chosen[1:]:
+                out |= a.main_category == c
+            return out
+
+        return f"main_category in [{names}]", mask
 
     def contains_sub(self, rng: np.random.Generator, t: float) -> Candidate:
         s = _pick_near(self.sub_freq, t, rng)
         if s is None:
             return None
-        a = self.a
-        return f"{_q(a.sub_names[s])} in sub_categories", lambda: a.sub_categories[:, s]
+        a, cols = self.a, self.sub_cols
+        return f"{_q(a.sub_names[s])} in sub_categories", lambda: cols[:, s]
 
     def eq_license(self, rng: np.random.Generator, t: float) -> Candidate:
         lic = _pick_near(self.lic_freq, t, rng)
@@ -195,14 +207,15 @@ class _Templates:
             return None
         s = int(rng.choice(ok))
         a = self.a
-        has = a.sub_categories[:, s]
+        cols = self.sub_cols
+        has = cols[:, s]
         frac = t / self.sub_freq[s]
         x = self.a.number_of_authors
         authors = np.sort(x[has])
         top = int(authors[min(authors.size - 1, int(frac * authors.size))])
         return (
-            f"{_q(self.a.sub_names[s])} in sub_categories and number_of_authors <= {top}",
-            lambda: a.sub_categories[:, s] & (x <= top),
+            f"{_q(a.sub_names[s])} in sub_categories and number_of_authors <= {top}",
+            lambda: cols[:, s] & (x <= top),
         )
 
     def comment_main_license(self, rng: np.random.Generator, t: float) -> Candidate:
