@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pyroaring import BitMap
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,12 +24,14 @@ def test_numeric_range_matches_brute_force(n: int) -> None:
     labels = rng.permutation(n * 2)[:n].astype(np.int64)
     index = NumericIndex(values, labels)
     truth = dict(zip(labels.tolist(), values.tolist()))
-    # Updates and deletions go through the stale set and the tail until a merge.
-    for label in rng.choice(labels, size=min(n, 300), replace=False).tolist() if n else []:
+    # Updates and deletions go through the stale set and the tail until a merge; new labels
+    # beyond the label column's end make it grow.
+    fresh = [int(n * 2 + i * 997) for i in range(3)]
+    for label in rng.choice(labels, size=min(n, 300), replace=False).tolist() + fresh:
         new = None if rng.random() < 0.3 else float(rng.integers(0, 500))
         index.set(label, new)
         if new is None:
-            truth.pop(label)
+            truth.pop(label, None)
         else:
             truth[label] = new
     for _ in range(40):
@@ -39,6 +42,12 @@ def test_numeric_range_matches_brute_force(n: int) -> None:
             if (v > lo or (lo_incl and v == lo)) and (v < hi or (hi_incl and v == hi))
         }
         assert set(index.range(lo, lo_incl, hi, hi_incl)) == want
+        # The label column answers the same range for any candidates, including labels it
+        # has never held; the estimate never undercounts.
+        candidates = BitMap(rng.choice(n * 2 + 10, size=min(n, 500), replace=False).tolist())
+        candidates |= BitMap(fresh)
+        assert set(index.among(candidates, lo, lo_incl, hi, hi_incl)) == want & set(candidates)
+        assert index.estimate(lo, lo_incl, hi, hi_incl) >= len(want)
 
 
 def test_bitmap_of_any_order() -> None:

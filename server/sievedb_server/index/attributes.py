@@ -96,19 +96,29 @@ def bitmap_of(labels: np.ndarray) -> BitMap:
 class NumericIndex:
     """Sorted (value, label) arrays plus an unsorted tail; labels in `stale` are ignored in base.
 
-    The sorted base is cut into ~BUCKETS runs of equal length, each with a prebuilt bitmap,
-    so a wide range is a union of prebuilt bitmaps plus two partial runs built on the fly:
-    constant-ish cost instead of building a bitmap of |range| labels per query.
+    The sorted base is cut into runs of WIDTH values, each with a prebuilt bitmap, so a wide
+    range is a union of prebuilt bitmaps plus two partial runs built on the fly: constant-ish
+    cost instead of building a bitmap of |range| labels per query. The partial runs dominate,
+    so runs are short: 512 values rather than 1024 cut a 10–90 % range on 100k points from
+    35–54 to 27–31 µs; shorter runs than 512 win nothing more (`python -m
+    benchmarks.bench_range_index`, benchmarks/results/range_index.md).
+
+    `column` is the same data by label (NaN = no value), always current: it answers a range
+    for a few candidate labels without building the range's bitmap (`among`), and estimates a
+    range's size for free (`estimate`).
     """
 
-    BUCKETS = 64
+    WIDTH = 512
 
     def __init__(self, values: np.ndarray, labels: np.ndarray) -> None:
         order = np.argsort(values, kind="stable")
         self.values, self.labels = values[order], labels[order]
         self.stale = BitMap()
         self.tail: dict[int, float] = {}
-        self.width = max(1024, -(-len(self.values) // self.BUCKETS))
+        size = int(labels.max()) + 1 if len(labels) else 0
+        self.column = np.full(max(size, 1024), np.nan)
+        self.column[labels] = values
+        self.width = self.WIDTH
         # levels[0] are the runs' bitmaps; levels[l][j] is the union of runs
         # [j·2^l, (j+1)·2^l), so any span of whole runs is a union of O(log runs) bitmaps.
         level = [
@@ -128,6 +138,11 @@ class NumericIndex:
             self.levels.append(level)
 
     def set(self, label: int, value: float | None) -> None:
+        if label >= len(self.column):
+            grown = np.full(max(label + 1, 2 * len(self.column)), np.nan)
+            grown[: len(self.column)] = self.column
+            self.column = grown
+        self.column[label] = np.nan if value is None else value
         self.stale.add(label)
         if value is None:
             self.tail.pop(label, None)
@@ -181,6 +196,23 @@ class NumericIndex:
             hi //= 2
             level += 1
         return out
+
+    def estimate(self, lo: float, lo_incl: bool, hi: float, hi_incl: bool) -> int:
+        """The number of values in the range, give or take the unsorted tail."""
+        left = int(np.searchsorted(self.values, lo, side="left" if lo_incl else "right"))
+        right = int(np.searchsorted(self.values, hi, side="right" if hi_incl else "left"))
+        return max(right - left, 0) + len(self.tail)
+
+    def among(self, candidates: BitMap, lo: float, lo_incl: bool, hi: float,
+              hi_incl: bool) -> BitMap:
+        """The candidates whose value lies in the range (read from `column`)."""
+        labels = np.frombuffer(candidates.to_array(), dtype=np.uint32)
+        if labels.size and int(labels[-1]) >= len(self.column):
+            labels = labels[labels < len(self.column)]  # beyond the column: no value
+        v = self.column[labels]
+        keep = (v >= lo) if lo_incl else (v > lo)  # NaN (no value) compares False
+        keep &= (v <= hi) if hi_incl else (v < hi)
+        return BitMap(array.array("I", labels[keep].tobytes()))
 
     def range(self, lo: float, lo_incl: bool, hi: float, hi_incl: bool) -> BitMap:
         left = int(np.searchsorted(self.values, lo, side="left" if lo_incl else "right"))

@@ -1,0 +1,106 @@
+"""The numeric range index: run width, and checking candidates against the label column.
+
+Two measurements behind constants in `server/sievedb_server/index/attributes.py` and
+`filters/bitmaps.py`, on `--n` points with integer values (uniform in 0..6000, labels in
+random order, as an update-date field):
+
+* `width`: a range → bitmap through prebuilt run bitmaps plus two partial runs cut on the fly,
+  for run widths from 1024 down to 64 values, at range sizes 90 % … 0.1 %.
+* `among`: a conjunction `<posting> and <range>`: intersecting with the range's bitmap against
+  reading the candidates' values from the label-ordered column (`NumericIndex.among`), for
+  candidate counts 100 … 10,000 and range sizes 90 / 50 / 10 %.
+
+Times are the best of `--repeat` timeit runs of `--number` calls, median over 30 random
+ranges / candidate sets per cell.
+
+    python -m benchmarks.bench_range_index [--n 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import timeit
+from typing import Any
+
+import numpy as np
+from pyroaring import BitMap
+from sievedb_server.index.attributes import NumericIndex
+
+from benchmarks.harness import command_line, environment, markdown_table, write_results
+
+SPAN = 6000
+
+
+def _best(fn: Any, number: int, repeat: int) -> float:
+    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
+
+
+def _index(n: int, width: int, rng: np.random.Generator) -> NumericIndex:
+    values = rng.integers(0, SPAN, n).astype(np.float64)
+    labels = rng.permutation(n).astype(np.int64)
+    saved = NumericIndex.WIDTH
+    NumericIndex.WIDTH = width
+    try:
+        return NumericIndex(values, labels)
+    finally:
+        NumericIndex.WIDTH = saved
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--number", type=int, default=20)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    fracs = (0.9, 0.5, 0.1, 0.01, 0.001)
+
+    width_rows = []
+    for width in (1024, 512, 256, 128, 64):
+        ni = _index(args.n, width, rng)
+        row: dict[str, Any] = {"run width": ni.width}
+        for frac in fracs:
+            times = []
+            for _ in range(30):
+                lo = float(rng.integers(0, int(SPAN * (1 - frac)) + 1))
+                hi = lo + SPAN * frac
+                times.append(_best(lambda lo=lo, hi=hi: ni.range(lo, True, hi, False),
+                                   args.number, args.repeat))
+            row[f"{frac:.1%} µs"] = float(np.median(times))
+        width_rows.append(row)
+        print(row, flush=True)
+
+    ni = _index(args.n, NumericIndex.WIDTH, rng)
+    among_rows = []
+    for frac in (0.9, 0.5, 0.1):
+        lo = SPAN * (1 - frac)
+        for m in (100, 500, 1000, 2000, 3000, 5000, 10_000):
+            t_among, t_and = [], []
+            for _ in range(30):
+                cand = BitMap(np.sort(rng.choice(args.n, m, replace=False)).astype(np.uint32))
+                t_among.append(_best(lambda c=cand: ni.among(c, lo, True, np.inf, True),
+                                     args.number, args.repeat))
+                t_and.append(_best(lambda c=cand: c & ni.range(lo, True, np.inf, True),
+                                   args.number, args.repeat))
+            among_rows.append({"range": f"{frac:.0%}", "candidates": m,
+                               "column µs": float(np.median(t_among)),
+                               "bitmap & µs": float(np.median(t_and)),
+                               "ratio": float(np.median(t_and) / np.median(t_among))})
+            print(among_rows[-1], flush=True)
+
+    text = (
+        f"{args.n:,} points, values uniform in 0..{SPAN}, labels in random order; best of "
+        f"{args.repeat}×{args.number} calls, median over 30 random ranges / candidate sets.\n\n"
+        "## Range → bitmap by run width\n\n"
+        + markdown_table(width_rows, list(width_rows[0]))
+        + "\n\n## `<candidates> and <range>`: label column against range bitmap\n\n"
+        "`ratio` above 1: reading the candidates' values from the column is faster.\n\n"
+        + markdown_table(among_rows, list(among_rows[0]))
+    )
+    write_results("range_index", {"command": command_line(), "params": vars(args),
+                                  "width": width_rows, "among": among_rows,
+                                  "environment": environment()}, text)
+
+
+if __name__ == "__main__":
+    main()
