@@ -19,7 +19,6 @@ from collections import defaultdict
 import numpy as np
 from sievedb_server.core.types import SearchParams
 from sievedb_server.filters.parser import parse
-from sievedb_server.core import query
 from sievedb_server.filters.planner import PlannerConfig
 from sievedb_server.index import native_filter
 
@@ -28,29 +27,26 @@ from benchmarks.datasets.synthetic_arxiv import make_dataset
 from benchmarks.filtered_queries import Bucket, build_queries, ground_truth
 from benchmarks.harness import CACHE_DIR, command_line, environment, markdown_table, write_results
 
-# An arm: the planner configuration, the selectivity up to which the filtered traversal uses
-# the C++ label filter, and whether the C++ filter may be used at all.
-Arm = tuple[PlannerConfig, float, bool]
+# An arm: the planner configuration, and whether the C++ label filter may be used.
+Arm = tuple[PlannerConfig, bool]
 TRAVERSAL = PlannerConfig(postfilter_min=1.01)
 ARMS: dict[str, dict[str, Arm]] = {
     # --arms planner: which strategy the planner should pick.
     "planner": {
-        "planner (defaults)": (PlannerConfig(), query.NATIVE_MAX_SELECTIVITY, True),
-        "post-filter first": (PlannerConfig(postfilter_cost_ratio=1e9),
-                              query.NATIVE_MAX_SELECTIVITY, True),
-        "filtered traversal": (TRAVERSAL, query.NATIVE_MAX_SELECTIVITY, True),
+        "planner (defaults)": (PlannerConfig(), True),
+        "post-filter first": (PlannerConfig(postfilter_cost_ratio=1e9), True),
+        "filtered traversal": (TRAVERSAL, True),
     },
     # --arms filter: the filtered traversal's membership test (traversal forced).
     "filter": {
-        "C++ filter up to 25 % (default)": (TRAVERSAL, query.NATIVE_MAX_SELECTIVITY, True),
-        "C++ filter always": (TRAVERSAL, 1.0, True),
-        "Python callback (BitMap.__contains__)": (TRAVERSAL, 1.0, False),
+        "C++ filter (default)": (TRAVERSAL, True),
+        "Python callback (BitMap.__contains__)": (TRAVERSAL, False),
     },
 }
 
 
 def _use(coll: object, arm: Arm, native_available: bool) -> None:
-    coll.planner, query.NATIVE_MAX_SELECTIVITY, native = arm  # type: ignore[attr-defined]
+    coll.planner, native = arm  # type: ignore[attr-defined]
     native_filter.NATIVE = native and native_available
 
 
@@ -114,7 +110,6 @@ def main() -> None:
                     print(rows[-1], flush=True)
         engine.close(checkpoint=False)
     native_filter.NATIVE = native_available
-    query.NATIVE_MAX_SELECTIVITY = ARMS["planner"]["planner (defaults)"][1]
     table = markdown_table(rows, ["variant", "bucket", "ef", "config", "qps", "p50_ms",
                                   "recall@10"])
     write_results(args.out, {"command": command_line(), "params": vars(args), "rows": rows,

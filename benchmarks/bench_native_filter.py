@@ -10,8 +10,8 @@ set) and ef (16 / 64). Variants, round-robin per query so noise hits all alike:
 * `py_bytearray` — `lambda label: bits[label] == 1` over a bytearray (the cheapest Python one);
 * `py_bitmap` — `BitMap.__contains__` (what sievedb's query path passed so far);
 * `native` — sievedb's C++ filter via `native_filter.installed(bitmap)`, including building the
-  byte-per-label buffer from the BitMap on every query (as `HnswIndex.search(allowed=)` does);
-* `native_prebuilt` — the C++ filter with the buffer built once (the search alone).
+  membership bits from the BitMap on every query (as `HnswIndex.search(allowed=)` does);
+* `native_prebuilt` — the C++ filter with the bits built once (the search alone).
 
 Medians in milliseconds. The filtered variants must return identical labels (checked).
 """
@@ -57,7 +57,7 @@ def main() -> None:
         mask = rng.random(args.n) < selectivity
         bm = BitMap(np.flatnonzero(mask).astype(np.uint32))
         bits = bytearray(mask.astype(np.uint8).tobytes())
-        prebuilt = native_filter.membership(bm, args.n)
+        prebuilt = native_filter.membership(bm)
         for ef in (16, 64):
             index.set_ef(max(ef, args.k))
             spent: dict[str, list[int]] = {v: [] for v in VARIANTS}
@@ -104,12 +104,12 @@ def main() -> None:
             "index": {"space": "l2", "M": 16, "ef_construction": 100, "build_s": build_s},
             "native": {"NATIVE": native_filter.NATIVE, "reason": native_filter.REASON},
             "note": "per-query medians (ms), variants round-robin per query, single thread; "
-                    "native includes building the membership buffer from the BitMap",
+                    "native includes building the membership bits from the BitMap",
             "rows": rows,
             "environment": environment(),
         },
         "\nPer-query median milliseconds, k=10, one thread; variants interleaved per query. "
-        "`native` includes building the byte-per-label buffer from the BitMap each query; "
+        "`native` includes building the membership bits from the BitMap each query; "
         "`native_prebuilt` is the search alone. `mismatches`: filtered results differing "
         "from `py_bitmap` (must be 0).\n\n"
         + markdown_table(rows, columns),

@@ -97,7 +97,7 @@ def test_fallback_when_not_native(
 def test_fan_out_to_hnswlib_threads_uses_the_python_callback(
     index: HnswIndex, queries: np.ndarray
 ) -> None:
-    # 24 rows > 4 * 2 threads: hnswlib's worker threads would see no installed buffer.
+    # 24 rows > 4 * 2 threads: hnswlib's worker threads would see no installed bits.
     assert not native_filter.runs_inline(len(queries), 2)
     bm = random_bitmap(0.2, seed=4)
     want = index.search(queries, K, EF, filter_fn=bm.__contains__, num_threads=1)
@@ -115,28 +115,45 @@ def test_allowed_and_filter_fn_combine(index: HnswIndex, queries: np.ndarray) ->
 
 
 @needs_ext
-def test_labels_beyond_the_buffer_are_not_allowed(index: HnswIndex, queries: np.ndarray) -> None:
-    with native_filter.installed(np.array([1, 3], dtype=np.uint32), size=4) as fn:
+def test_labels_beyond_the_bits_are_not_allowed(index: HnswIndex, queries: np.ndarray) -> None:
+    with native_filter.installed(np.array([1, 3], dtype=np.uint32)) as fn:
         assert [fn(label) for label in range(6)] == [False, True, False, True, False, False]
-        assert not fn(2**40)
-    # A buffer shorter than the index: nothing past its end comes back.
-    with native_filter.installed(np.ones(100, dtype=np.uint8)) as fn:
+        assert not fn(65536) and not fn(2**40)  # past the installed words
+    # Bits shorter than the index (one 64-label word): nothing past their end comes back.
+    with native_filter.installed(np.array([2**64 - 1], dtype=np.uint64)) as fn:
         labels, _ = index.index.knn_query(queries, k=K, num_threads=1, filter=fn)
-    assert labels.max() < 100
+    assert labels.max() < 64
+
+
+def _unpacked(bits: np.ndarray) -> list[int]:
+    return np.flatnonzero(np.unpackbits(bits.view(np.uint8), bitorder="little")).tolist()
+
+
+@needs_ext
+@pytest.mark.parametrize("run_optimize", [False, True])
+def test_membership_bits_from_any_roaring_layout(run_optimize: bool) -> None:
+    """Array, bitset and run containers, the offset header (>= 4 containers) or not."""
+    rng = np.random.default_rng(11)
+    cases = [BitMap(), BitMap([0]), BitMap([65535, 65536, 3 * 65536 + 7]),
+             BitMap(range(1000, 200_000)), BitMap(range(0, 70_000, 2))]
+    for frac in (0.0005, 0.01, 0.3, 0.9):
+        cases.append(BitMap(np.flatnonzero(rng.random(300_000) < frac).astype(np.uint32)))
+    for bm in cases:
+        if run_optimize:
+            bm.run_optimize()
+        bits = native_filter.membership(bm)
+        assert bits.dtype == np.uint64
+        assert bits.size == (0 if not bm else (bm.max() // 65536 + 1) * 1024)
+        assert _unpacked(bits) == list(bm)
+    assert _unpacked(native_filter.membership(np.array([9, 0, 2], dtype=np.uint32))) == [0, 2, 9]
     with pytest.raises(ValueError):
-        native_filter.membership(np.array([5], dtype=np.uint32), size=5)
+        native_filter._ext.roaring_bits(BitMap(range(100_000)).serialize()[:-5])
+    with pytest.raises(ValueError):
+        native_filter._ext.roaring_bits(b"\x00" * 16)
 
 
 @needs_ext
-def test_membership_buffer() -> None:
-    buf = native_filter.membership(BitMap([0, 2, 9]))
-    assert buf.dtype == np.uint8 and buf.tolist() == [1, 0, 1, 0, 0, 0, 0, 0, 0, 1]
-    assert native_filter.membership(BitMap()).size == 0
-    assert native_filter.membership(BitMap([3]), size=8).tolist() == [0, 0, 0, 1, 0, 0, 0, 0]
-
-
-@needs_ext
-def test_nested_install_restores_the_outer_buffer() -> None:
+def test_nested_install_restores_the_outer_bits() -> None:
     with native_filter.installed(BitMap([1])) as fn:
         with native_filter.installed(BitMap([2])):
             assert fn(2) and not fn(1)
@@ -145,14 +162,14 @@ def test_nested_install_restores_the_outer_buffer() -> None:
 
 
 @needs_ext
-def test_buffers_are_thread_local() -> None:
+def test_bits_are_thread_local() -> None:
     seen: list[bool] = []
     with native_filter.installed(BitMap([1])) as fn:
         worker = threading.Thread(target=lambda: seen.append(fn(1)))
         worker.start()
         worker.join()
         assert fn(1)
-    assert seen == [False]  # the other thread has no buffer installed
+    assert seen == [False]  # the other thread has no bits installed
 
 
 def test_concurrent_searches_with_different_sets(index: HnswIndex, queries: np.ndarray) -> None:
@@ -181,13 +198,10 @@ def test_concurrent_searches_with_different_sets(index: HnswIndex, queries: np.n
 
 
 @pytest.mark.parametrize("share", [0.1, 0.5])
-def test_engine_uses_the_cpp_filter_only_for_selective_filters(
-    tmp_path: Path, share: float
-) -> None:
-    """The executor picks the C++ filter up to NATIVE_MAX_SELECTIVITY, the Python one above;
-    explain says which, and both return min(k, |allowed|) hits that all pass the filter."""
+def test_engine_uses_the_cpp_filter_at_any_selectivity(tmp_path: Path, share: float) -> None:
+    """The filtered traversal uses the C++ filter whenever it is on its fast path; explain
+    says which filter ran, and it returns min(k, |allowed|) hits that all pass the filter."""
     from sievedb_server.core.engine import Engine
-    from sievedb_server.core.query import NATIVE_MAX_SELECTIVITY
     from sievedb_server.core.types import CollectionSpec, SearchParams
     from sievedb_server.filters.parser import parse
     from sievedb_server.filters.planner import PlannerConfig
@@ -206,8 +220,7 @@ def test_engine_uses_the_cpp_filter_only_for_selective_filters(
         flt = parse("g == 1")
         res = engine.search("c", vectors[0], SearchParams(k=K, ef=32, explain=True), flt)
         assert res.plan is not None and res.plan.strategy == "hnsw_filtered"
-        native = native_filter.NATIVE and share <= NATIVE_MAX_SELECTIVITY
-        want = "C++ label filter" if native else "Python label filter"
+        want = "C++ label filter" if native_filter.NATIVE else "Python label filter"
         assert want in res.plan.detail
         assert len(res.hits) == K
         assert all(group[int(h.id)] == 1 for h in res.hits)

@@ -31,12 +31,6 @@ __all__ = ["AllowedSet", "QueryOutcome", "resolve_filter", "run_query"]
 # evaluates the filter per visited point instead (Qdrant does the same for unindexed fields).
 RECHECK_UPFRONT_MAX = 50_000
 
-# The C++ label filter needs a byte-per-label buffer built per query (~1 ns per allowed label);
-# above this selectivity building it costs more than the Python membership calls it saves
-# (`python -m benchmarks.ab_planner --arms filter`: C++ filter against the Python callback
-# 0.80–0.99× at 50 %, 1.03–1.17× at 10 %; benchmarks/results/ab_native_filter.md).
-NATIVE_MAX_SELECTIVITY = 0.25
-
 
 @dataclass
 class AllowedSet:
@@ -113,9 +107,8 @@ def run_query(
     if strategy.endswith("hnsw_filtered"):
         assert allowed is not None
         # The filtered traversal uses the caller's ef (a post-filter probe may have used more).
-        sparse = n_allowed <= NATIVE_MAX_SELECTIVITY * total
-        result = _graph(coll, q, k, max(ef, k), allowed.check, allowed.bitmap, native=sparse)
-        native = sparse and native_filter.NATIVE and allowed.check is None
+        result = _graph(coll, q, k, max(ef, k), allowed.check, allowed.bitmap)
+        native = native_filter.NATIVE and allowed.check is None
         how = "C++ label filter" if native else "Python label filter"
         detail = (detail + "; " if detail else "") + f"filtered traversal: {how}"
     if result is None or len(result[0]) < k:
@@ -147,15 +140,11 @@ def _graph(
     ef: int,
     filter_fn: Callable[[int], bool] | None = None,
     allowed: BitMap | None = None,
-    *,
-    native: bool = True,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """HNSW search; with `allowed`, only those labels (the C++ filter when available, see
     index/native_filter.py), and with `filter_fn` as well, labels that also pass it."""
     try:
-        labels, dists = coll.graph.search(
-            q, k, ef, filter_fn=filter_fn, allowed=allowed, native=native
-        )
+        labels, dists = coll.graph.search(q, k, ef, filter_fn=filter_fn, allowed=allowed)
     except RuntimeError:
         return None  # hnswlib found fewer than k (disconnected by deletes or the filter)
     return labels[0], _to_scores(coll, dists[0])

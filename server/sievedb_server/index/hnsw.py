@@ -213,23 +213,20 @@ class HnswIndex:
         num_threads: int = 1,
         *,
         allowed: BitMap | None = None,
-        native: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Labels and hnswlib distances, shape (n, k); raises RuntimeError when short of k.
 
         `allowed` restricts the search to those labels. It uses the C++ filter
         (native_filter, no Python call per candidate) when that is available and hnswlib runs
-        the search on this thread and `native` (callers pass False when building its buffer
-        would cost more than it saves); otherwise `allowed.__contains__`. With `filter_fn` as
-        well, a label must pass both (a Python callback).
+        the search on this thread; otherwise `allowed.__contains__`. With `filter_fn` as well,
+        a label must pass both (a Python callback).
         """
         self.index.set_ef(max(ef, k))
         if allowed is not None and filter_fn is not None:
             check = filter_fn
             filter_fn = lambda label: label in allowed and check(label)  # noqa: E731
         elif allowed is not None:
-            if (native and native_filter.NATIVE
-                    and native_filter.runs_inline(_rows(queries), num_threads)):
+            if native_filter.NATIVE and native_filter.runs_inline(_rows(queries), num_threads):
                 with native_filter.installed(allowed) as native:
                     labels, dists = self.index.knn_query(
                         queries, k=k, num_threads=num_threads, filter=native

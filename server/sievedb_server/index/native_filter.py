@@ -4,7 +4,7 @@ hnswlib's `knn_query(filter=f)` calls `f(label)` for every candidate it visits. 
 costs a GIL acquisition and a Python call each time. The C++ extension
 `sievedb_server._native_filter` provides `allowed(label)`, a plain `bool(size_t)` function that
 pybind11 hands to hnswlib as a raw function pointer, so the search runs without Python. It
-reads a byte-per-label membership buffer installed for the calling thread (see the .cpp).
+reads bit-per-label membership bits installed for the calling thread (see the .cpp).
 
 That path is taken only when hnswlib and the extension share pybind11 internals (both built
 with pybind11 2.x; the Makefile's venv target arranges it). Whether it is taken is checked once
@@ -15,7 +15,7 @@ GIL held; `REASON` says why not otherwise. Callers fall back to a Python callbac
         index.knn_query(q, k=k, num_threads=1, filter=fn)
 
 hnswlib calls the filter on the calling thread only when the search does not fan out to its
-worker threads, which see no installed buffer (and so allow nothing): see `runs_inline`.
+worker threads, which see no installed bits (and so allow nothing): see `runs_inline`.
 """
 
 from __future__ import annotations
@@ -39,31 +39,23 @@ except ImportError as _exc:  # optional extension not built (no compiler at inst
 else:
     _IMPORT_ERROR = ""
 
-# The buffers installed on each thread, innermost last. Holding them here keeps the memory the
+# The bit arrays installed on each thread, innermost last. Holding them here keeps the memory the
 # C++ side borrows alive until it is uninstalled, and lets a nested `installed` restore the outer.
 _local = threading.local()
 
 
-def membership(allowed: BitMap | np.ndarray, size: int | None = None) -> np.ndarray:
-    """A uint8 array with 1 at every allowed label; `size` defaults to max label + 1.
+def membership(allowed: BitMap | np.ndarray) -> np.ndarray:
+    """The membership bits of `allowed` (a BitMap or an array of labels) as uint64 words:
+    bit `label & 63` of word `label >> 6`, words up to the last label's 65536-label block.
 
-    `allowed` is a BitMap or an array of labels. Labels >= `size` raise ValueError.
+    Built in C++ from the BitMap's portable serialization: ~3 µs even for 50k of 100k labels
+    (a byte per label built from the labels cost ~60 µs). Needs the extension.
     """
-    if isinstance(allowed, BitMap):
-        labels = np.frombuffer(allowed.to_array(), dtype=np.uint32)
-    else:
-        labels = np.ascontiguousarray(allowed, dtype=np.uint32)
-    top = int(labels.max()) + 1 if labels.size else 0
-    if size is None:
-        size = top
-    elif top > size:
-        raise ValueError(f"label {top - 1} does not fit a membership buffer of {size}")
-    buf = np.zeros(size, dtype=np.uint8)
-    if _ext is not None:
-        _ext.mark(buf, labels)  # ~3x numpy's `buf[labels] = 1` (50k of 100k: 58 vs 166 us)
-    else:
-        buf[labels] = 1
-    return buf
+    if _ext is None:
+        raise RuntimeError(f"sievedb_server._native_filter is not available: {REASON}")
+    if not isinstance(allowed, BitMap):
+        allowed = BitMap(np.ascontiguousarray(allowed, dtype=np.uint32))
+    return _ext.roaring_bits(allowed.serialize())
 
 
 def runs_inline(rows: int, num_threads: int) -> bool:
@@ -76,8 +68,9 @@ def runs_inline(rows: int, num_threads: int) -> bool:
 
 
 @contextmanager
-def installed(allowed: BitMap | np.ndarray, size: int | None = None) -> Iterator[Any]:
-    """Install `allowed` (BitMap, label array, or a uint8 membership buffer) for this thread.
+def installed(allowed: BitMap | np.ndarray) -> Iterator[Any]:
+    """Install `allowed` (BitMap, uint32 label array, or uint64 bits from `membership`) for
+    this thread.
 
     Yields the C++ filter to pass as hnswlib's `filter`; uninstalls on exit (restoring any
     outer installation). Raises RuntimeError if the extension is not built. The filter is
@@ -85,21 +78,21 @@ def installed(allowed: BitMap | np.ndarray, size: int | None = None) -> Iterator
     """
     if _ext is None:
         raise RuntimeError(f"sievedb_server._native_filter is not available: {REASON}")
-    if isinstance(allowed, np.ndarray) and allowed.dtype == np.uint8:
-        buf = np.ascontiguousarray(allowed)
+    if isinstance(allowed, np.ndarray) and allowed.dtype == np.uint64:
+        bits = np.ascontiguousarray(allowed)
     else:
-        buf = membership(allowed, size)
+        bits = membership(allowed)
     stack: list[np.ndarray] = _local.__dict__.setdefault("stack", [])
-    stack.append(buf)
-    _ext.set_buffer(buf)
+    stack.append(bits)
+    _ext.set_bits(bits)
     try:
         yield _ext.allowed
     finally:
         stack.pop()
         if stack:
-            _ext.set_buffer(stack[-1])
+            _ext.set_bits(stack[-1])
         else:
-            _ext.clear_buffer()
+            _ext.clear_bits()
 
 
 def _probe() -> tuple[bool, str]:
@@ -116,7 +109,7 @@ def _probe() -> tuple[bool, str]:
         index.add_items(vectors, np.arange(n), num_threads=1)
         index.set_ef(16)
         _ext.reset_stats()
-        with installed(np.arange(0, n, 2, dtype=np.uint32), n) as fn:
+        with installed(np.arange(0, n, 2, dtype=np.uint32)) as fn:
             labels, _ = index.knn_query(vectors[:1], k=4, num_threads=1, filter=fn)
         calls, gil_seen = int(_ext.calls()), bool(_ext.gil_seen())
         _ext.reset_stats()
