@@ -99,8 +99,8 @@ class NumericIndex:
     The sorted base is cut into runs of WIDTH values, each with a prebuilt bitmap, so a wide
     range is a union of prebuilt bitmaps plus two partial runs built on the fly: constant-ish
     cost instead of building a bitmap of |range| labels per query. The partial runs dominate,
-    so runs are short: 512 values rather than 1024 cut a 10–90 % range on 100k points from
-    35–54 to 27–31 µs; shorter runs than 512 win nothing more (`python -m
+    so runs are short: 256 values rather than 1024 cut a 10–90 % range on 100k points from
+    46–52 to 24–28 µs; shorter runs win nothing more (`python -m
     benchmarks.bench_range_index`, benchmarks/results/range_index.md).
 
     `column` is the same data by label (NaN = no value), always current: it answers a range
@@ -108,7 +108,7 @@ class NumericIndex:
     range's size for free (`estimate`).
     """
 
-    WIDTH = 512
+    WIDTH = 256
 
     def __init__(self, values: np.ndarray, labels: np.ndarray) -> None:
         order = np.argsort(values, kind="stable")
