@@ -11,7 +11,7 @@ random order, as an update-date field):
   candidate counts 100 … 10,000 and range sizes 90 / 50 / 10 %.
 
 Times are the best of `--repeat` timeit runs of `--number` calls, median over 30 random
-ranges / candidate sets per cell.
+ranges / candidate sets per cell; the widths are timed interleaved on the same ranges.
 
     python -m benchmarks.bench_range_index [--n 100000]
 """
@@ -35,9 +35,7 @@ def _best(fn: Any, number: int, repeat: int) -> float:
     return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
 
 
-def _index(n: int, width: int, rng: np.random.Generator) -> NumericIndex:
-    values = rng.integers(0, SPAN, n).astype(np.float64)
-    labels = rng.permutation(n).astype(np.int64)
+def _index(values: np.ndarray, labels: np.ndarray, width: int) -> NumericIndex:
     saved = NumericIndex.WIDTH
     NumericIndex.WIDTH = width
     try:
@@ -55,22 +53,32 @@ def main() -> None:
     rng = np.random.default_rng(0)
     fracs = (0.9, 0.5, 0.1, 0.01, 0.001)
 
+    # Every width answers the same ranges, interleaved (rotating order per range), so machine
+    # noise lands on all widths alike.
+    widths = (1024, 512, 256, 128, 64)
+    values = rng.integers(0, SPAN, args.n).astype(np.float64)
+    labels = rng.permutation(args.n).astype(np.int64)
+    indexes = [_index(values, labels, w) for w in widths]
+    times: dict[tuple[int, float], list[float]] = {(w, f): [] for w in widths for f in fracs}
+    for frac in fracs:
+        for r in range(30):
+            lo = float(rng.integers(0, int(SPAN * (1 - frac)) + 1))
+            hi = lo + SPAN * frac
+            order = list(range(len(widths)))
+            order = order[r % len(order):] + order[: r % len(order)]
+            for i in order:
+                ni = indexes[i]
+                times[(widths[i], frac)].append(
+                    _best(lambda ni=ni: ni.range(lo, True, hi, False), args.number, args.repeat))
     width_rows = []
-    for width in (1024, 512, 256, 128, 64):
-        ni = _index(args.n, width, rng)
+    for w, ni in zip(widths, indexes):
         row: dict[str, Any] = {"run width": ni.width}
         for frac in fracs:
-            times = []
-            for _ in range(30):
-                lo = float(rng.integers(0, int(SPAN * (1 - frac)) + 1))
-                hi = lo + SPAN * frac
-                times.append(_best(lambda lo=lo, hi=hi: ni.range(lo, True, hi, False),
-                                   args.number, args.repeat))
-            row[f"{frac:.1%} µs"] = float(np.median(times))
+            row[f"{frac:.1%} µs"] = float(np.median(times[(w, frac)]))
         width_rows.append(row)
         print(row, flush=True)
 
-    ni = _index(args.n, NumericIndex.WIDTH, rng)
+    ni = _index(values, labels, NumericIndex.WIDTH)
     among_rows = []
     for frac in (0.9, 0.5, 0.1):
         lo = SPAN * (1 - frac)

@@ -151,10 +151,10 @@ def _condition(cond: Condition, ctx: BitmapContext) -> tuple[BitMap, bool]:
 _Bounds = tuple[float, bool, float, bool]  # lo, lo inclusive, hi, hi inclusive
 
 # A range in a conjunction is checked against the candidates the other conditions left, by
-# reading their values from the label-ordered column (`NumericIndex.among`, ~5 µs + ~8 ns per
-# candidate), instead of building the range's bitmap and intersecting (~20–35 µs whatever the
-# candidates), when there are at most this many candidates: the break-even is 2,000–3,000 at
-# range sizes 10–90 % (`python -m benchmarks.bench_range_index`, results/range_index.md).
+# reading their values from the label-ordered column (`NumericIndex.among`, ~8 µs + ~10 ns
+# per candidate), instead of building the range's bitmap and intersecting (~20–45 µs whatever
+# the candidates), when there are at most this many candidates: the break-even is 2,000–3,000
+# at range sizes 10–90 % (`python -m benchmarks.bench_range_index`, results/range_index.md).
 AMONG_MAX_CANDIDATES = 2_000
 
 

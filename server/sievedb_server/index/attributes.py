@@ -100,8 +100,9 @@ class NumericIndex:
     range is a union of prebuilt bitmaps plus two partial runs built on the fly: constant-ish
     cost instead of building a bitmap of |range| labels per query. The partial runs dominate,
     so runs are short: 256 values rather than 1024 cut a 10–90 % range on 100k points from
-    46–52 to 24–28 µs; shorter runs win nothing more (`python -m
-    benchmarks.bench_range_index`, benchmarks/results/range_index.md).
+    36–53 to 26–41 µs; 128 or 64 gain under 10 % more, and 64 doubles a 0.1 % range
+    (`python -m benchmarks.bench_range_index`, widths interleaved,
+    benchmarks/results/range_index.md).
 
     `column` is the same data by label (NaN = no value), always current: it answers a range
     for a few candidate labels without building the range's bitmap (`among`), and estimates a
