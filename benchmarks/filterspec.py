@@ -179,9 +179,13 @@ def mask(flt: Filter, table: AttributeTable) -> np.ndarray:
     if op in ("eq", "in"):
         values: Sequence[Any] = [flt[2]] if op == "eq" else flt[2]
         if col.kind == "keyword":
-            codes = [col.code(v) for v in values]
-            return np.isin(col.values, [c for c in codes if c >= 0])
-        return np.isin(col.values, list(values))
+            values = [c for c in (col.code(v) for v in values) if c >= 0]
+        # ORed equality masks: what a careful numpy user writes (np.isin costs 70-120 µs on
+        # 100k codes even for one value, against ~6 µs for one `==`).
+        out = np.zeros(len(col), dtype=bool)
+        for v in values:
+            out |= col.values == v
+        return out
     lo, hi = flt[2], flt[3]
     out = np.ones(len(col), dtype=bool)
     if lo is not None:
