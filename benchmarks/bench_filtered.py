@@ -1,7 +1,7 @@
 """Filtered k-NN: recall@10 vs QPS per selectivity bucket, sievedb against its baselines.
 
-    python -m benchmarks.bench_filtered                 # the committed run (workloads/filtered.yaml)
-    python -m benchmarks.bench_filtered --quick         # smoke test: 10k vectors, 20 queries/bucket
+    python -m benchmarks.bench_filtered           # the committed run (workloads/filtered.yaml)
+    python -m benchmarks.bench_filtered --quick   # smoke test: 10k vectors, 20 queries/bucket
 
 Systems (all single-threaded at query time, one run, the same queries):
 
@@ -10,14 +10,19 @@ Systems (all single-threaded at query time, one run, the same queries):
   a few other ef values; the plan strategy of every query is recorded.
 * `sievedb_grpc` — the same engine behind its gRPC server, client on loopback, filter sent
   as text (in the same process, so the client and the server share the GIL).
-* `numpy_exact` — exact scan of the allowed rows; the allowed set is *given* (precomputed).
+* `numpy_exact` — exact scan of the allowed rows.
 * `hnswlib_filter` — hnswlib `knn_query(filter=...)` with a bytearray membership callback.
 * `hnswlib_postfilter` — unfiltered hnswlib for k·multiplier candidates, keep allowed ones.
 * `faiss_hnsw` — FAISS `IndexHNSWFlat` with `SearchParametersHNSW(sel=IDSelectorBitmap)`.
 
-The baselines receive the exact allowed set for free (as a bitmap or id array); sievedb must
-compute it from its attribute indexes on every query. Results: `results/<name>.json`, `.md`
-and `.png` (recall-vs-QPS per bucket and variant).
+Each baseline runs twice: handed the allowed set for free (an oracle), and as `<system>+filter`,
+evaluating each query's filter with numpy over the attribute columns first (the like-for-like
+row: sievedb computes its allowed set from its attribute indexes on every query).
+
+Every configuration runs `passes` passes over all queries; a query's latency is its median over
+the passes. The passes are interleaved across configurations (pass 1 of every configuration,
+then pass 2, ...), so minutes-long slow spells of a shared machine hit all systems alike.
+Results: `results/<name>.json`, `.md` and `.png` (recall-vs-QPS per bucket and variant).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,18 +111,43 @@ def open_sievedb(
     return name, engine, info
 
 
-def _timed(
-    runner: Runner, fq: Sequence[FilteredQuery], passes: int = 1
-) -> tuple[np.ndarray, list[list[int]]]:
-    """Per-query latency: the median over `passes` back-to-back passes over all queries (a
-    burst of noise from other jobs on a shared machine then spoils one pass, not the figure)."""
-    for i in range(min(WARMUP, len(fq))):
-        runner(i)
-    nanos, found = time_each(runner, len(fq))
-    if passes <= 1:
-        return nanos, found
-    rounds = [nanos] + [time_each(runner, len(fq))[0] for _ in range(passes - 1)]
-    return np.median(np.stack(rounds), axis=0).astype(np.int64), found
+@dataclass
+class _Job:
+    """One system configuration to time: its runner and, for sievedb, where plans land."""
+
+    system: str
+    params: dict[str, Any]
+    runner: Runner
+    plans: list[str] | None = None
+    stages: list[dict[str, int]] | None = None
+
+
+def _timed_interleaved(
+    jobs: Sequence[_Job], n: int, passes: int
+) -> list[tuple[np.ndarray, list[list[int]]]]:
+    """Per job, per-query latency: the median over `passes` passes over all `n` queries.
+
+    Pass p runs every job once, in an order rotated by p, before any job's pass p + 1: the
+    passes of one configuration are spread over the whole run, so a burst of noise from
+    other jobs on a shared machine spoils one pass of several configurations (which the
+    median drops) instead of every pass of one system. Each pass starts with WARMUP queries.
+    """
+    rounds: list[list[np.ndarray]] = [[] for _ in jobs]
+    found: list[list[list[int]]] = [[] for _ in jobs]
+    for p in range(max(passes, 1)):
+        shift = p % max(len(jobs), 1)
+        for j in list(range(shift, len(jobs))) + list(range(shift)):
+            job = jobs[j]
+            for i in range(min(WARMUP, n)):
+                job.runner(i)
+            nanos, outs = time_each(job.runner, n)
+            rounds[j].append(nanos)
+            if p == 0:
+                found[j] = outs
+        log.info("pass %d of %d done", p + 1, max(passes, 1))
+    return [
+        (np.median(np.stack(r), axis=0).astype(np.int64), f) for r, f in zip(rounds, found)
+    ]
 
 
 def _rows_for(
@@ -183,7 +215,10 @@ def _run_variant(
     log.info("%s: sievedb loaded %s", variant, sv_build)
     rows: list[dict[str, Any]] = []
     builds: dict[str, Any] = {"sievedb": sv_build}
-    try:
+    jobs: list[_Job] = []
+    # sievedb (and its gRPC server) stay open until every configuration has been timed.
+    with ExitStack() as open_systems:
+        open_systems.callback(engine.close)
         # Both sides must agree on every filter's semantics before anything is timed.
         flts = [parse(q.expr) for q in fq]
         mismatches = [
@@ -211,132 +246,132 @@ def _run_variant(
                     stages[i] = {st.name: st.nanos for st in res.plan.stages}
                 return [int(h.id) for h in res.hits]
 
-            nanos, found = _timed(sievedb_run, fq, passes)
-            rows += _rows_for("sievedb", {"ef": ef}, fq, gt, k, nanos, found, plans, stages)
-            log.info("%s: sievedb ef=%s done", variant, ef)
+            jobs.append(_Job("sievedb", {"ef": ef}, sievedb_run, plans, stages))
 
         if "sievedb_grpc" in systems:
-            with tempfile.TemporaryDirectory() as tmp, grpc_server(engine, Path(tmp)) as client:
-                for ef in systems["sievedb_grpc"].get("ef", [None]):
-                    def grpc_run(i: int, ef: Any = ef) -> list[int]:
-                        q = fq[i]
-                        res = client.search(name, qvecs[q.query_row], k=k, filter=q.expr,
-                                            ef=ef, with_attributes=False)
-                        return [int(h.id) for h in res]
-
-                    nanos, found = _timed(grpc_run, fq, passes)
-                    rows += _rows_for("sievedb_grpc", {"ef": ef}, fq, gt, k, nanos, found)
-            log.info("%s: sievedb_grpc done", variant)
-    finally:
-        engine.close()
-
-    # Baselines run in two modes. "given": the allowed set is handed over for free (an oracle,
-    # the most flattering number for them). "per_query" (system name + "+filter"): each query
-    # first evaluates its filter with numpy over the attribute columns and builds what the
-    # library needs (ids, a bytearray, a FAISS bitmap), as a user of a plain vector library
-    # must; sievedb always pays its own filter evaluation, so this is the like-for-like row.
-    hnsw_index = None
-    if "hnswlib_filter" in systems or "hnswlib_postfilter" in systems:
-        hnsw_index, builds["hnswlib"] = hnswlib_index(base, m=m, ef_construction=efc,
-                                                      cache_dir=cache_dir)
-    findex = None
-    if "faiss_hnsw" in systems:
-        import faiss
-
-        findex, builds["faiss"] = faiss_hnsw(base, m=m, ef_construction=efc, cache_dir=cache_dir)
-        faiss.omp_set_num_threads(1)
-    given_masks = [np.zeros(n, dtype=np.uint8) for _ in fq]
-    for mask, q in zip(given_masks, fq):
-        mask[q.allowed] = 1
-
-    for mode in wl.get("filter_cost", ["given", "per_query"]):
-        suffix = "" if mode == "given" else "+filter"
-
-        def mask_u8(i: int, mode: str = mode) -> np.ndarray:
-            return given_masks[i] if mode == "given" else fq[i].mask_fn().view(np.uint8)
-
-        def allowed_ids(i: int, mode: str = mode) -> np.ndarray:
-            return fq[i].allowed if mode == "given" else np.flatnonzero(fq[i].mask_fn())
-
-        if "numpy_exact" in systems:
-            def numpy_run(i: int, allowed_ids: Any = allowed_ids) -> list[int]:
-                q = fq[i]
-                allowed = allowed_ids(i)
-                v = qvecs[q.query_row]
-                if allowed.size * 4 > n:  # dense: one mat-vec over everything beats the gather
-                    scores = (base @ v)[allowed]
-                else:
-                    scores = base[allowed] @ v
-                kk = min(k, allowed.size)
-                part = np.argpartition(-scores, kk - 1)[:kk]
-                return allowed[part[np.argsort(-scores[part])]].tolist()
-
-            nanos, found = _timed(numpy_run, fq, passes)
-            rows += _rows_for("numpy_exact" + suffix, {}, fq, gt, k, nanos, found)
-            log.info("%s: numpy_exact%s done", variant, suffix)
-
-        if hnsw_index is not None:
-            index = hnsw_index
-            given_bytes = [bytearray(mask.tobytes()) for mask in given_masks]
-            for ef in systems.get("hnswlib_filter", {}).get("ef", []):
-                def hf_run(i: int, ef: int = ef, mode: str = mode, mask_u8: Any = mask_u8,
-                           given_bytes: Any = given_bytes, index: Any = index) -> list[int]:
+            tmp = open_systems.enter_context(tempfile.TemporaryDirectory())
+            client = open_systems.enter_context(grpc_server(engine, Path(tmp)))
+            for ef in systems["sievedb_grpc"].get("ef", [None]):
+                def grpc_run(i: int, ef: Any = ef, client: Any = client) -> list[int]:
                     q = fq[i]
-                    bm = given_bytes[i] if mode == "given" else bytearray(mask_u8(i).tobytes())
-                    kk = min(k, q.count)
-                    index.set_ef(max(ef, kk))
-                    try:
-                        labels, _ = index.knn_query(qvecs[q.query_row], k=kk, num_threads=1,
-                                                    filter=lambda label: bm[label] == 1)
-                    except RuntimeError:  # hnswlib found fewer than kk allowed points
-                        return []
-                    return labels[0].tolist()
+                    res = client.search(name, qvecs[q.query_row], k=k, filter=q.expr,
+                                        ef=ef, with_attributes=False)
+                    return [int(h.id) for h in res]
 
-                nanos, found = _timed(hf_run, fq, passes)
-                rows += _rows_for("hnswlib_filter" + suffix, {"ef": ef}, fq, gt, k, nanos, found)
-                log.info("%s: hnswlib_filter%s ef=%s done", variant, suffix, ef)
-            pf = systems.get("hnswlib_postfilter", {})
-            for ef in pf.get("ef", []):
-                for mult in pf.get("fetch_multiplier", []):
-                    def pf_run(i: int, ef: int = ef, mult: float = mult,
-                               mask_u8: Any = mask_u8, index: Any = index) -> list[int]:
-                        q, mask = fq[i], mask_u8(i)
-                        fetch = min(n, int(k * mult))
-                        index.set_ef(max(ef, fetch))
-                        lab = knn_up_to(index, qvecs[q.query_row], fetch)
-                        return lab[mask[lab] == 1][:k].tolist()
+                jobs.append(_Job("sievedb_grpc", {"ef": ef}, grpc_run))
 
-                    nanos, found = _timed(pf_run, fq, passes)
-                    rows += _rows_for("hnswlib_postfilter" + suffix,
-                                      {"ef": ef, "fetch_multiplier": mult},
-                                      fq, gt, k, nanos, found)
-                log.info("%s: hnswlib_postfilter%s ef=%s done", variant, suffix, ef)
-
-        if findex is not None:
+        # Baselines run in two modes. "given": the allowed set is handed over for free (an
+        # oracle, the most flattering number for them). "per_query" (system name + "+filter"):
+        # each query first evaluates its filter with numpy over the attribute columns and builds
+        # what the library needs (ids, a bytearray, a FAISS bitmap), as a user of a plain vector
+        # library must; sievedb always pays its own filter evaluation: the like-for-like row.
+        hnsw_index = None
+        if "hnswlib_filter" in systems or "hnswlib_postfilter" in systems:
+            hnsw_index, builds["hnswlib"] = hnswlib_index(base, m=m, ef_construction=efc,
+                                                          cache_dir=cache_dir)
+        findex = None
+        if "faiss_hnsw" in systems:
             import faiss
 
-            given_packed = [np.packbits(mask, bitorder="little") for mask in given_masks]
-            given_selectors = [faiss.IDSelectorBitmap(n, faiss.swig_ptr(p)) for p in given_packed]
-            for ef in systems["faiss_hnsw"].get("ef", []):
-                def faiss_run(i: int, ef: int = ef, mode: str = mode, mask_u8: Any = mask_u8,
-                              given_selectors: Any = given_selectors,
-                              findex: Any = findex) -> list[int]:
-                    q = fq[i]
-                    if mode == "given":
-                        sel = given_selectors[i]
-                    else:
-                        packed = np.packbits(mask_u8(i), bitorder="little")
-                        sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(packed))
-                    sp = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
-                        sel=sel, efSearch=ef
-                    )
-                    _, labels = findex.search(qvecs[q.query_row][None, :], k, params=sp)
-                    lab = labels[0]
-                    return lab[lab >= 0].tolist()
+            findex, builds["faiss"] = faiss_hnsw(base, m=m, ef_construction=efc,
+                                                 cache_dir=cache_dir)
+            faiss.omp_set_num_threads(1)
+        given_masks = [np.zeros(n, dtype=np.uint8) for _ in fq]
+        for mask, q in zip(given_masks, fq):
+            mask[q.allowed] = 1
 
-                nanos, found = _timed(faiss_run, fq, passes)
-                rows += _rows_for("faiss_hnsw" + suffix, {"ef": ef}, fq, gt, k, nanos, found)
-            log.info("%s: faiss_hnsw%s done", variant, suffix)
+        for mode in wl.get("filter_cost", ["given", "per_query"]):
+            suffix = "" if mode == "given" else "+filter"
+
+            def mask_u8(i: int, mode: str = mode) -> np.ndarray:
+                return given_masks[i] if mode == "given" else fq[i].mask_fn().view(np.uint8)
+
+            def allowed_ids(i: int, mode: str = mode) -> np.ndarray:
+                return fq[i].allowed if mode == "given" else np.flatnonzero(fq[i].mask_fn())
+
+            if "numpy_exact" in systems:
+                def numpy_run(i: int, allowed_ids: Any = allowed_ids) -> list[int]:
+                    q = fq[i]
+                    allowed = allowed_ids(i)
+                    v = qvecs[q.query_row]
+                    if allowed.size * 4 > n:  # dense: one mat-vec over all beats the gather
+                        scores = (base @ v)[allowed]
+                    else:
+                        scores = base[allowed] @ v
+                    kk = min(k, allowed.size)
+                    part = np.argpartition(-scores, kk - 1)[:kk]
+                    return allowed[part[np.argsort(-scores[part])]].tolist()
+
+                jobs.append(_Job("numpy_exact" + suffix, {}, numpy_run))
+
+            if hnsw_index is not None:
+                index = hnsw_index
+                given_bytes = [bytearray(mask.tobytes()) for mask in given_masks]
+                for ef in systems.get("hnswlib_filter", {}).get("ef", []):
+                    def hf_run(i: int, ef: int = ef, mode: str = mode, mask_u8: Any = mask_u8,
+                               given_bytes: Any = given_bytes, index: Any = index) -> list[int]:
+                        q = fq[i]
+                        bm = (given_bytes[i] if mode == "given"
+                              else bytearray(mask_u8(i).tobytes()))
+                        kk = min(k, q.count)
+                        index.set_ef(max(ef, kk))
+                        try:
+                            labels, _ = index.knn_query(
+                                qvecs[q.query_row], k=kk, num_threads=1,
+                                filter=lambda label: bm[label] == 1,
+                            )
+                        except RuntimeError:  # hnswlib found fewer than kk allowed points
+                            return []
+                        return labels[0].tolist()
+
+                    jobs.append(_Job("hnswlib_filter" + suffix, {"ef": ef}, hf_run))
+                pf = systems.get("hnswlib_postfilter", {})
+                for ef in pf.get("ef", []):
+                    for mult in pf.get("fetch_multiplier", []):
+                        def pf_run(i: int, ef: int = ef, mult: float = mult,
+                                   mask_u8: Any = mask_u8, index: Any = index) -> list[int]:
+                            q, mask = fq[i], mask_u8(i)
+                            fetch = min(n, int(k * mult))
+                            index.set_ef(max(ef, fetch))
+                            lab = knn_up_to(index, qvecs[q.query_row], fetch)
+                            return lab[mask[lab] == 1][:k].tolist()
+
+                        jobs.append(_Job("hnswlib_postfilter" + suffix,
+                                         {"ef": ef, "fetch_multiplier": mult}, pf_run))
+
+            if findex is not None:
+                import faiss
+
+                given_packed = [np.packbits(mask, bitorder="little") for mask in given_masks]
+                given_selectors = [faiss.IDSelectorBitmap(n, faiss.swig_ptr(p))
+                                   for p in given_packed]
+                for ef in systems["faiss_hnsw"].get("ef", []):
+                    # The selectors point into `given_packed`: the closure keeps it alive
+                    # until the interleaved timing has run.
+                    def faiss_run(i: int, ef: int = ef, mode: str = mode, mask_u8: Any = mask_u8,
+                                  given_selectors: Any = given_selectors,
+                                  given_packed: Any = given_packed,
+                                  findex: Any = findex) -> list[int]:
+                        q = fq[i]
+                        if mode == "given":
+                            sel = given_selectors[i]
+                        else:
+                            packed = np.packbits(mask_u8(i), bitorder="little")
+                            sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(packed))
+                        sp = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
+                            sel=sel, efSearch=ef
+                        )
+                        _, labels = findex.search(qvecs[q.query_row][None, :], k, params=sp)
+                        lab = labels[0]
+                        return lab[lab >= 0].tolist()
+
+                    jobs.append(_Job("faiss_hnsw" + suffix, {"ef": ef}, faiss_run))
+
+        log.info("%s: timing %d configurations x %d passes, interleaved", variant, len(jobs),
+                 passes)
+        for job, (nanos, found) in zip(jobs, _timed_interleaved(jobs, len(fq), passes)):
+            rows += _rows_for(job.system, job.params, fq, gt, k, nanos, found, job.plans,
+                              job.stages)
     del hnsw_index, findex
 
     bucket_info = []
@@ -386,6 +421,7 @@ def run(
         "workload": wl,
         "environment": env,
         "runtime_seconds": total.seconds,
+        "timing": "interleaved",
         "variants": per_variant,
         "rows": [r for v in per_variant for r in v["rows"]],
     }

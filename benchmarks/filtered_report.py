@@ -118,9 +118,12 @@ def _verdict(v: dict[str, Any]) -> list[str]:
 
 def render_markdown(doc: dict[str, Any]) -> str:
     passes = int(doc.get("workload", {}).get("passes", 1))
+    interleaved = doc.get("timing") == "interleaved"
+    order = ("interleaved across configurations (every configuration's pass 1, then pass 2, ...)"
+             if interleaved else "back to back")
     out: list[str] = [
         f"Total runtime {doc['runtime_seconds'] / 60:.1f} min. One thread; each configuration "
-        f"ran {passes} pass{'es' if passes > 1 else ''} over its queries back to back and a "
+        f"ran {passes} pass{'es' if passes > 1 else ''} over its queries, {order}, and a "
         "query's latency is its median over the passes; QPS = queries / sum of those latencies."
     ]
     for v in doc["variants"]:

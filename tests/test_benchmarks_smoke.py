@@ -62,6 +62,13 @@ def test_filtered_quick(tmp_path: Path) -> None:
             assert sum(row["strategies"].values()) > 0
         if row["system"] == "numpy_exact":
             assert row["recall"] == pytest.approx(1.0)
+    # Handed the allowed set or evaluating the filter themselves, the baselines search the same
+    # sets (and the FAISS selectors still point at live bitmaps when the timing runs).
+    recall = {(r["variant"], r["bucket"], r["system"], json.dumps(r["params"])): r["recall"]
+              for r in doc["rows"]}
+    for (variant, bucket, system, params), value in recall.items():
+        if system in baselines:
+            assert recall[(variant, bucket, system + "+filter", params)] == value
     for name in ("f.json", "f.md", "f.png"):
         assert (tmp_path / "results" / name).stat().st_size > 0
     json.loads((tmp_path / "results" / "f.json").read_text())
@@ -101,15 +108,34 @@ def test_queries_land_in_their_buckets() -> None:
     assert recall_at_k([expect[:5]], [expect], 10) == pytest.approx(0.5)
 
 
-def test_timed_takes_the_per_query_median_over_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_timing_takes_the_per_query_median_over_interleaved_passes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """With passes > 1 a query's latency is its median over the passes (one slow pass, e.g. a
-    burst of noise from another job, does not move it); results come from the first pass."""
-    fake = iter([
-        (np.array([10, 20, 30]), [[1], [2], [3]]),   # pass 1
-        (np.array([11, 900, 29]), [[9], [9], [9]]),  # pass 2: query 1 hit by noise
-        (np.array([12, 21, 31]), [[9], [9], [9]]),   # pass 3
-    ])
-    monkeypatch.setattr(bench_filtered, "time_each", lambda runner, n: next(fake))
-    nanos, found = bench_filtered._timed(lambda i: [i], [None, None, None], passes=3)  # type: ignore[list-item]
-    assert nanos.tolist() == [11, 21, 30]
-    assert found == [[1], [2], [3]]
+    burst of noise from another job, does not move it); results come from the first pass; and
+    pass p of every configuration runs before pass p + 1 of any, in a rotated order."""
+    calls: list[str] = []
+
+    def fake_time_each(runner: object, n: int) -> tuple[np.ndarray, list[list[int]]]:
+        name = runner.__name__  # type: ignore[attr-defined]
+        calls.append(name)
+        p = sum(1 for c in calls if c == name)  # this job's pass number, from 1
+        base = {"a": 10, "b": 1000}[name]
+        nanos = np.array([base, base + 10, base + 20]) + p
+        if name == "a" and p == 2:
+            nanos[1] = 900  # pass 2 of job a: query 1 hit by noise
+        return nanos, [[p]] * n
+
+    def a(i: int) -> list[int]:
+        return [i]
+
+    def b(i: int) -> list[int]:
+        return [i]
+
+    monkeypatch.setattr(bench_filtered, "time_each", fake_time_each)
+    jobs = [bench_filtered._Job("a", {}, a), bench_filtered._Job("b", {}, b)]
+    out = bench_filtered._timed_interleaved(jobs, 3, passes=3)
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+    assert out[0][0].tolist() == [12, 23, 32]
+    assert out[1][0].tolist() == [1002, 1012, 1022]
+    assert out[0][1] == [[1], [1], [1]] and out[1][1] == [[1], [1], [1]]
