@@ -178,3 +178,22 @@ def test_client_cancelling_a_stream_is_logged_as_cancelled(
         finally:
             release.set()
     assert not [r for r in caplog.records if r.name == "sievedb.errors"]  # not a server bug
+
+
+def test_a_completed_client_stream_is_logged_ok(
+    server_handle: tuple[Any, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client-streamed call is recorded when it terminates (see the cancel test above): a
+    bulk load that completes is still logged OK, once, and never as CANCELLED."""
+    _, port = server_handle
+    caplog.set_level(logging.INFO, logger="sievedb.access")
+    with Client(f"127.0.0.1:{port}") as client:
+        client.create_collection("c", DIM)
+        result = client.bulk_load("c", _vectors(50), batch_size=20)
+        assert result.upserted == 50
+    give_up = time.monotonic() + 10
+    while not any("BulkLoad OK" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < give_up, [r.getMessage() for r in caplog.records]
+        time.sleep(0.02)
+    lines = [r.getMessage() for r in caplog.records if "BulkLoad" in r.getMessage()]
+    assert len(lines) == 1 and "CANCELLED" not in lines[0], lines

@@ -178,13 +178,29 @@ class _CallScope:
         )
         context.abort(mapped.code, mapped.message)
 
-    def finish_ok_or_gone(self, context: grpc.ServicerContext) -> None:
+    def finish_ok_or_gone(
+        self, context: grpc.ServicerContext, *, client_streamed: bool = False
+    ) -> None:
         """The handler returned: OK, unless the client left first (its request stream can end
-        quietly when it cancels, and the handler then completes a call nobody receives)."""
-        if context.is_active():
-            self.finish("OK")
-        else:
+        quietly when it cancels, and the handler then completes a call nobody receives).
+
+        For a client-streaming call the cancel can reach the server just after the request
+        stream ended, while the call still looks active; such a call is recorded when it
+        terminates, when grpc knows whether the client cancelled it.
+        """
+        if not context.is_active():
             self.finish(_status_name(_gone(context)))
+        elif not client_streamed:
+            self.finish("OK")
+        elif not context.add_callback(lambda: self._finish_terminated(context)):
+            self._finish_terminated(context)  # already terminated: no callback will run
+
+    def _finish_terminated(self, context: grpc.ServicerContext) -> None:
+        # grpcio's sync server marks a call its client cancelled with state.client ==
+        # "cancelled" before running termination callbacks; there is no public accessor.
+        state = getattr(context, "_state", None)
+        cancelled = getattr(state, "client", None) == "cancelled"
+        self.finish(_status_name(_gone(context)) if cancelled else "OK")
 
     def finish(self, status: str, *, reason: str = "", level: int = logging.INFO) -> None:
         """Record the call's outcome once: metrics, then the access log line."""
@@ -305,7 +321,7 @@ def _wrap_unary(
         finally:
             if token is not None:
                 _request_id.reset(token)
-        scope.finish_ok_or_gone(context)
+        scope.finish_ok_or_gone(context, client_streamed=streaming)
         return response
 
     return wrapped
@@ -337,7 +353,7 @@ def _wrap_stream(
         finally:
             if token is not None:
                 _request_id.reset(token)
-        scope.finish_ok_or_gone(context)
+        scope.finish_ok_or_gone(context, client_streamed=streaming)
 
     return wrapped
 
