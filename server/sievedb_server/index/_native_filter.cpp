@@ -16,8 +16,8 @@
 // 1, or few queries); the Python wrapper (native_filter.py) only uses this filter then.
 //
 // The bits are built from a pyroaring BitMap's portable serialization (`roaring_bits`): a
-// bitset container is one memcpy, so installing even a 50 % set of 100k labels costs a few
-// microseconds (expanding the labels into a byte per label cost ~60).
+// bitset container is one memcpy, so even a dense set costs little to install (the byte per
+// label this replaced was marked label by label).
 //
 // The bit array's memory is owned by a numpy array that the Python side keeps referenced for
 // as long as it is installed; this module only borrows the pointer.
