@@ -138,11 +138,10 @@ def _condition(cond: Condition, ctx: BitmapContext) -> tuple[BitMap, bool]:
             return idx.present(spec.name) - excluded, True
         return idx.present(spec.name), False
     if isinstance(cond, Range):
-        if spec.type not in NUMERIC_TYPES:
-            return BitMap(), True  # a keyword/bool never lies in a range
-        if cond.is_datetime != (spec.type is FieldType.DATETIME):
-            return BitMap(), True  # datetime ranges compare only datetimes
-        return _range(spec.name, cond, idx), True
+        # Not an indexed range: a keyword/bool never lies in a range, datetime ranges compare
+        # only datetimes, and a NaN bound matches nothing.
+        indexed = _indexed_range(cond, ctx)
+        return (BitMap() if indexed is None else indexed[0].range(*indexed[1])), True
     if isinstance(cond, ValuesCount):
         return ctx.live, False
     raise TypeError(f"unknown condition {type(cond).__name__}")
@@ -159,7 +158,8 @@ AMONG_MAX_CANDIDATES = 2_000
 
 
 def _indexed_range(cond: Condition, ctx: BitmapContext) -> tuple[NumericIndex, _Bounds] | None:
-    """(numeric index, bounds) when `cond` is a satisfiable range on an indexed numeric field."""
+    """(numeric index, bounds) when `cond` is a satisfiable range on an indexed numeric field
+    (of its kind: datetime bounds for a datetime field, numbers for the others); else None."""
     if not isinstance(cond, Range) or cond.key is None:
         return None
     spec = ctx.attrs.fields.get(cond.key)
@@ -175,6 +175,8 @@ def _narrow_by_ranges(
     result: BitMap | None, ranges: list[tuple[NumericIndex, _Bounds]]
 ) -> BitMap | None:
     """Intersect `result` (None: no condition yet) with indexed ranges, smallest first."""
+    if not ranges:
+        return result
     sized = sorted(((num.estimate(*b), num, b) for num, b in ranges), key=lambda t: t[0])
     for size, num, bounds in sized:
         if result is None:
@@ -198,11 +200,6 @@ def _bounds(cond: Range) -> _Bounds | None:
         elif op in ("lt", "lte") and (value < hi or (value == hi and op == "lt")):
             hi, hi_incl = value, op == "lte"
     return lo, lo_incl, hi, hi_incl
-
-
-def _range(fname: str, cond: Range, idx: AttributeIndex) -> BitMap:
-    bounds = _bounds(cond)
-    return BitMap() if bounds is None else idx.numeric[fname].range(*bounds)
 
 
 def _datetimes_equal(fname: str, values: tuple[object, ...], idx: AttributeIndex) -> BitMap:
