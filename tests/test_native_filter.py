@@ -150,6 +150,12 @@ def test_membership_bits_from_any_roaring_layout(run_optimize: bool) -> None:
         native_filter._ext.roaring_bits(BitMap(range(100_000)).serialize()[:-5])
     with pytest.raises(ValueError):
         native_filter._ext.roaring_bits(b"\x00" * 16)
+    # Two containers with their keys swapped (5, then 1): refused, never written out of bounds.
+    good = bytearray(BitMap([1 * 65536, 5 * 65536]).serialize())
+    assert good[:4] == (12346).to_bytes(4, "little")  # no run containers: keys start at byte 8
+    good[8:10], good[12:14] = good[12:14], good[8:10]
+    with pytest.raises(ValueError):
+        native_filter._ext.roaring_bits(bytes(good))
 
 
 @needs_ext

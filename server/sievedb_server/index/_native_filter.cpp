@@ -121,6 +121,10 @@ py::array_t<std::uint64_t> roaring_bits(const py::bytes& serialized) {
     for (std::size_t i = 0; i < n; ++i) {
         keys[i] = in.read<std::uint16_t>();
         cards[i] = in.read<std::uint16_t>();  // cardinality - 1
+        // Ascending keys keep every container inside the words sized from the last key.
+        if (i > 0 && keys[i] <= keys[i - 1]) {
+            throw std::invalid_argument("roaring container keys out of order");
+        }
     }
     if (run_flags == nullptr || n >= kNoOffsetThreshold) in.take(4 * n);  // offsets: unused
     const std::size_t words = n == 0 ? 0 : (static_cast<std::size_t>(keys[n - 1]) + 1) *
