@@ -24,7 +24,7 @@ PYTEST_ARGS ?=
 venv: $(DEV_STAMP)
 
 # hnswlib ships only an sdist and compiles here. --build-constraint keeps its build (and the
-# build of sievedb's own C++ filter, setup.py) on pybind11 2.x: the GIL-free filtered search
+# build of sievedb's own C++ extensions, setup.py) on pybind11 2.x: the GIL-free filtered search
 # needs both modules on shared pybind11 internals (server/sievedb_server/index/native_filter.py).
 # pip >= 26.2 applies only build constraints inside isolated builds (PIP_CONSTRAINT and -c do
 # not reach them). --no-cache-dir: pip's wheel cache is keyed on the sdist alone, so a hnswlib
@@ -32,7 +32,8 @@ venv: $(DEV_STAMP)
 # hnswlib: `make clean venv` rebuilds it (sievedb then logs why the native filter is off).
 PIP_BUILD := --no-cache-dir --build-constraint constraints-build.txt
 
-$(DEV_STAMP): pyproject.toml setup.py constraints-build.txt server/sievedb_server/index/_native_filter.cpp
+$(DEV_STAMP): pyproject.toml setup.py constraints-build.txt server/sievedb_server/index/_native_filter.cpp \
+		server/sievedb_server/index/_native_scan.cpp
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install $(PIP_BUILD) -e '.[dev]'

@@ -121,8 +121,17 @@ def test_get_missing_and_errors(engine: Engine) -> None:
         engine.upsert("c", [2], np.ones((1, 4), np.float32))
     with pytest.raises(InvalidVector):
         engine.upsert("c", [2], np.array([[1, np.nan, 0]], np.float32))
-    with pytest.raises(InvalidVector):
+    with pytest.raises(InvalidVector, match="all zeros"):
         engine.search("c", np.zeros(3, np.float32), SearchParams())  # cosine of zero vector
+    with pytest.raises(InvalidVector, match="row 1 contains NaN or Inf"):
+        engine.search_batch("c", np.array([[1, 0, 0], [0, np.inf, 0]], np.float32),
+                            SearchParams())
+    # Finite, but cosine cannot normalise them: the squared norm over- or underflows float32.
+    with pytest.raises(InvalidVector, match="overflows"):
+        engine.search("c", np.array([3e19, 0, 0], np.float32), SearchParams())
+    with pytest.raises(InvalidVector, match="row 2 cannot be normalised.*underflows"):
+        engine.upsert("c", [7, 8, 9], np.array([[1, 0, 0], [0, 1, 0], [1e-30, 0, 0]],
+                                               np.float32))
     with pytest.raises(InvalidArgument):
         engine.search("c", np.ones(3, np.float32), SearchParams(k=0))
     with pytest.raises(InvalidArgument):

@@ -33,6 +33,7 @@ from sievedb_server.core.types import (
     CollectionInfo,
     CollectionSpec,
     FieldSpec,
+    Metric,
     Plan,
     Point,
     PointId,
@@ -228,17 +229,31 @@ class Engine:
         limit = "max_batch_queries" if what == "queries" else "max_batch_points"
         self.limits.check(limit, arr.shape[0], f"the number of {what} in the request")
         arr = np.ascontiguousarray(arr, dtype=np.float32)
-        if not np.isfinite(arr).all():  # one reduction on the common path; rows only on error
-            row = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
-            raise InvalidVector(f"{what} row {row_base + row} contains NaN or Inf")
-        if coll.metric.value == "cosine":
-            nonzero = np.any(arr, axis=1)
-            if not nonzero.all():
-                row = int(np.flatnonzero(~nonzero)[0])
-                raise InvalidVector(
-                    f"{what} row {row_base + row} is all zeros, which has no cosine direction"
-                )
+        if coll.metric is not Metric.COSINE:
+            if not np.isfinite(arr).all():  # one reduction on the common path; rows on error
+                row = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
+                raise InvalidVector(f"{what} row {row_base + row} contains NaN or Inf")
+            return arr
+        # Cosine: the squared norms answer both checks in one pass (a NaN or Inf anywhere in a
+        # row makes its norm non-finite), and the collection normalises with them.
+        sq = np.einsum("ij,ij->i", arr, arr)
+        if not (np.isfinite(sq).all() and sq.all()):
+            self._refuse_cosine_row(arr, sq, what, row_base)
         return arr
+
+    @staticmethod
+    def _refuse_cosine_row(arr: np.ndarray, sq: np.ndarray, what: str, row_base: int) -> None:
+        """Raise InvalidVector for the first row of `arr` that cosine cannot normalise."""
+        row = int(np.flatnonzero(~np.isfinite(sq) | (sq == 0))[0])
+        where = f"{what} row {row_base + row}"
+        if not np.isfinite(arr[row]).all():
+            raise InvalidVector(f"{where} contains NaN or Inf")
+        if not arr[row].any():
+            raise InvalidVector(f"{where} is all zeros, which has no cosine direction")
+        raise InvalidVector(
+            f"{where} cannot be normalised: its squared norm "
+            f"{'overflows' if sq[row] else 'underflows'} float32"
+        )
 
     def upsert(
         self,

@@ -180,7 +180,7 @@ def _exact(
             check = allowed.check
             allowed.bitmap = BitMap(lb for lb in allowed.bitmap if check(lb))
             allowed.exact, allowed.check = True, None
-        labels = np.frombuffer(allowed.bitmap.to_array(), dtype=np.uint32).astype(np.int64)
+        labels = np.frombuffer(allowed.bitmap.to_array(), dtype=np.uint32)
     if labels.size == 0 or k == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
     found, scores = coll.exact_among(q, labels, k)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 
@@ -171,13 +171,14 @@ class Hit:
     vector: np.ndarray | None = None
 
 
-@dataclass(frozen=True)
-class PlanStage:
+class PlanStage(NamedTuple):
+    """Time spent in one stage of a query (a tuple: every query builds a few)."""
+
     name: str
     nanos: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Plan:
     """How one query was executed: an explicit, loggable value (`explain` returns it)."""
 
@@ -206,7 +207,7 @@ class SearchParams:
         return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SearchResult:
     hits: list[Hit]
     plan: Plan | None = None

@@ -1,0 +1,42 @@
+"""Exact top-k among a subset of the vector array, scored in place (C++), or None.
+
+The exact strategy scores the allowed rows of the label-indexed vector array. numpy must first
+gather them (`np.take` copies every row), then run a mat-vec and a partition: four calls and
+a copy, which for a few hundred rows cost more than the arithmetic. The optional extension
+`sievedb_server._native_scan` (see the .cpp) reads each allowed row where it lies and keeps the
+best k, with the GIL released. Without it (no compiler at install time) `AVAILABLE` is False
+and callers use numpy; both give the same answer up to float rounding (the tests compare them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["AVAILABLE", "topk_among"]
+
+try:
+    from sievedb_server import _native_scan as _ext
+except ImportError:  # optional extension not built
+    _ext = None
+
+AVAILABLE = _ext is not None
+
+
+def topk_among(
+    data: np.ndarray, labels: np.ndarray, queries: np.ndarray, k: int, *, l2: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best `k` of `labels` (rows of `data`) per query: labels (nq, m) int64, scores (nq, m).
+
+    Scores are dot products (higher is closer) or, with `l2`, squared euclidean distances
+    (lower is closer); best first, ties by the smaller label; m = min(k, len(labels)).
+    Labels must be below len(data) (checked: out of range raises IndexError).
+    """
+    if _ext is None:
+        raise RuntimeError("sievedb_server._native_scan is not built")
+    return _ext.topk_among(  # type: ignore[no-any-return]
+        data,
+        np.ascontiguousarray(labels, dtype=np.uint32),
+        np.ascontiguousarray(queries, dtype=np.float32),
+        int(k),
+        bool(l2),
+    )

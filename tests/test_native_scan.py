@@ -1,0 +1,108 @@
+"""The C++ exact scan (sievedb_server._native_scan) against the numpy path and brute force.
+
+`Collection.exact_among` uses `native_scan.topk_among` when the extension is built and
+`index.exact.topk_among` (numpy) otherwise; both must give the same answers, best first, ties
+by the smaller label.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sievedb_server.core.types import Metric
+from sievedb_server.index import exact, native_scan
+
+pytestmark = pytest.mark.skipif(
+    not native_scan.AVAILABLE, reason="sievedb_server._native_scan not built"
+)
+
+N, DIM = 3000, 37  # a dimension that is not a multiple of the 16 SIMD lanes
+
+
+@pytest.fixture(scope="module")
+def data() -> np.ndarray:
+    rng = np.random.default_rng(11)
+    base = rng.standard_normal((N, DIM)).astype(np.float32)
+    return base / np.linalg.norm(base, axis=1, keepdims=True)
+
+
+def brute(data: np.ndarray, labels: np.ndarray, q: np.ndarray, k: int, l2: bool) -> np.ndarray:
+    """Best k labels by float64 arithmetic, ties by label."""
+    rows = data[labels].astype(np.float64)
+    key = ((rows - q) ** 2).sum(axis=1) if l2 else -(rows @ q.astype(np.float64))
+    return labels[np.lexsort((labels, key))][:k]
+
+
+def test_ci_builds_the_scan() -> None:
+    if os.environ.get("CI") != "true":
+        pytest.skip("only asserted in CI (CI=true), whose `make venv` builds the extension")
+    assert native_scan.AVAILABLE
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    size=st.integers(1, 400),
+    k=st.integers(1, 30),
+    metric=st.sampled_from([Metric.COSINE, Metric.INNER_PRODUCT, Metric.L2]),
+    queries=st.integers(1, 3),
+)
+def test_native_matches_numpy_and_brute_force(
+    data: np.ndarray, seed: int, size: int, k: int, metric: Metric, queries: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    labels = np.sort(rng.choice(N, size, replace=False)).astype(np.uint32)
+    qs = rng.standard_normal((queries, DIM)).astype(np.float32)
+    l2 = metric is Metric.L2
+    got_labels, got_scores = native_scan.topk_among(data, labels, qs, k, l2=l2)
+    want_labels, want_scores = exact.topk_among(data, labels, qs, k, metric)
+    m = min(k, size)
+    assert got_labels.shape == got_scores.shape == (queries, m)
+    assert got_labels.dtype == np.int64 and got_scores.dtype == np.float32
+    np.testing.assert_allclose(got_scores, want_scores, rtol=1e-4, atol=1e-4)
+    for qi in range(queries):
+        # Labels agree except where float rounding swaps a near-tie: compare by score.
+        truth = brute(data, labels.astype(np.int64), qs[qi], m, l2)
+        rows = data[got_labels[qi]].astype(np.float64)
+        rescored = ((rows - qs[qi]) ** 2).sum(axis=1) if l2 else rows @ qs[qi]
+        np.testing.assert_allclose(got_scores[qi], rescored, rtol=1e-4, atol=1e-4)
+        assert set(got_labels[qi].tolist()) <= set(labels.tolist())
+        if len(set(np.round(rescored, 4).tolist())) == m:  # no near-ties: exact agreement
+            np.testing.assert_array_equal(got_labels[qi], truth)
+        order = got_scores[qi] if l2 else -got_scores[qi]
+        assert np.all(np.diff(order) >= 0), "best first"
+
+
+def test_ties_go_to_the_smaller_label() -> None:
+    data = np.ones((10, DIM), dtype=np.float32)  # every row scores the same
+    labels = np.array([2, 3, 5, 7, 9], dtype=np.uint32)
+    q = np.ones((1, DIM), dtype=np.float32)
+    for l2 in (False, True):
+        got, _ = native_scan.topk_among(data, labels, q, 3, l2=l2)
+        assert got.tolist() == [[2, 3, 5]]
+
+
+def test_k_beyond_the_allowed_set_returns_all_of_it(data: np.ndarray) -> None:
+    labels = np.array([4, 8, 15], dtype=np.uint32)
+    got, scores = native_scan.topk_among(data, labels, data[:1], 10, l2=False)
+    assert sorted(got[0].tolist()) == [4, 8, 15] and scores.shape == (1, 3)
+    empty, _ = native_scan.topk_among(data, np.empty(0, dtype=np.uint32), data[:1], 10, l2=False)
+    assert empty.shape == (1, 0)
+
+
+def test_bad_input_is_refused_not_read_out_of_bounds(data: np.ndarray) -> None:
+    q = data[:1]
+    with pytest.raises(IndexError, match="beyond"):
+        native_scan.topk_among(data, np.array([0, N], dtype=np.uint32), q, 1, l2=False)
+    with pytest.raises(ValueError, match="dimension"):
+        native_scan.topk_among(data, np.array([0], dtype=np.uint32), q[:, :5], 1, l2=False)
+    with pytest.raises(ValueError, match="float32"):
+        native_scan.topk_among(data.astype(np.float64), np.array([0], dtype=np.uint32), q, 1,
+                               l2=False)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        native_scan.topk_among(data[:, ::2], np.array([0], dtype=np.uint32), q[:, ::2], 1,
+                               l2=False)
