@@ -2,7 +2,8 @@
 
 `Collection.exact_among` uses `native_scan.topk_among` when the extension is built and
 `index.exact.topk_among` (numpy) otherwise; both must give the same answers, best first, ties
-by the smaller label.
+by the smaller label. Query checks (`vector_checks.checked_queries`) likewise: the same
+normalised queries and the same errors either way.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sievedb_server.core import vector_checks
 from sievedb_server.core.types import Metric
+from sievedb_server.errors import InvalidVector
 from sievedb_server.index import exact, native_scan
 
 pytestmark = pytest.mark.skipif(
@@ -106,3 +109,40 @@ def test_bad_input_is_refused_not_read_out_of_bounds(data: np.ndarray) -> None:
     with pytest.raises(ValueError, match="C-contiguous"):
         native_scan.topk_among(data[:, ::2], np.array([0], dtype=np.uint32), q[:, ::2], 1,
                                l2=False)
+
+
+@pytest.mark.parametrize("cosine", [True, False])
+def test_query_checks_agree_with_the_numpy_fallback(
+    monkeypatch: pytest.MonkeyPatch, cosine: bool
+) -> None:
+    rng = np.random.default_rng(5)
+    good = rng.standard_normal((4, DIM)).astype(np.float32) * 1e3
+    native = vector_checks.checked_queries(good, cosine=cosine)
+    if cosine:
+        np.testing.assert_allclose(np.linalg.norm(native, axis=1), 1.0, rtol=1e-6)
+    bad_rows = {
+        "contains NaN or Inf": np.array([np.nan] + [0.0] * (DIM - 1), np.float32),
+        "all zeros": np.zeros(DIM, np.float32),
+        "overflows": np.full(DIM, 3e19, np.float32),
+        "underflows": np.full(DIM, 1e-30, np.float32),
+    }
+    errors = {}
+    for label, row in bad_rows.items():
+        arr = np.vstack([good, row[None, :]])
+        try:
+            vector_checks.checked_queries(arr, cosine=cosine)
+        except InvalidVector as exc:
+            errors[label] = str(exc)
+    monkeypatch.setattr(native_scan, "AVAILABLE", False)
+    np.testing.assert_allclose(vector_checks.checked_queries(good, cosine=cosine), native,
+                               rtol=1e-6)
+    for label, row in bad_rows.items():
+        arr = np.vstack([good, row[None, :]])
+        if label in errors:
+            assert "queries row 4" in errors[label] and label in errors[label]
+            with pytest.raises(InvalidVector) as caught:
+                vector_checks.checked_queries(arr, cosine=cosine)
+            assert str(caught.value) == errors[label]
+        else:  # without cosine only NaN/Inf is refused
+            assert label != "contains NaN or Inf" and not cosine
+            vector_checks.checked_queries(arr, cosine=cosine)

@@ -693,13 +693,12 @@ class Collection:
         *,
         on_plan: Callable[[Plan, bool], None] | None = None,
     ) -> list[SearchResult]:
-        """k-NN for each row of `queries` (validated float32), each with its own filter or None.
+        """k-NN for each row of `queries`, each with its own filter or None.
 
-        `on_plan(plan, filtered)` is called per query once the lock is released (metrics).
+        `queries` are validated float32, C-contiguous, and normalised for cosine
+        (`vector_checks.checked_queries`). `on_plan(plan, filtered)` is called per query once
+        the lock is released (metrics).
         """
-        if self.metric is Metric.COSINE:
-            queries = queries / np.sqrt(np.einsum("ij,ij->i", queries, queries))[:, None]
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
         flts = [
             None if f is None or f.is_empty() else f
             for f in (filters or [None] * len(queries))

@@ -43,6 +43,7 @@ from sievedb_server.core.types import (
     validate_collection_name,
     validate_point_id,
 )
+from sievedb_server.core.vector_checks import as_matrix, check_rows, checked_queries
 from sievedb_server.errors import (
     CollectionExists,
     CollectionNotFound,
@@ -219,41 +220,11 @@ class Engine:
     def _check_vectors(
         self, coll: Collection, vectors: Any, what: str, row_base: int = 0
     ) -> np.ndarray:
-        arr = np.asarray(vectors)
-        if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-            raise InvalidVector(f"{what} must be a non-empty (n, dim) matrix, got shape {arr.shape}")
-        if arr.shape[1] != coll.dim:
-            raise DimensionMismatch(
-                f"collection {coll.name!r} has dim {coll.dim}, {what} have dim {arr.shape[1]}"
-            )
+        arr = as_matrix(vectors, coll.dim, coll.name, what)
         limit = "max_batch_queries" if what == "queries" else "max_batch_points"
         self.limits.check(limit, arr.shape[0], f"the number of {what} in the request")
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
-        if coll.metric is not Metric.COSINE:
-            if not np.isfinite(arr).all():  # one reduction on the common path; rows on error
-                row = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
-                raise InvalidVector(f"{what} row {row_base + row} contains NaN or Inf")
-            return arr
-        # Cosine: the squared norms answer both checks in one pass (a NaN or Inf anywhere in a
-        # row makes its norm non-finite), and the collection normalises with them.
-        sq = np.einsum("ij,ij->i", arr, arr)
-        if not (np.isfinite(sq).all() and sq.all()):
-            self._refuse_cosine_row(arr, sq, what, row_base)
+        check_rows(arr, what, cosine=coll.metric is Metric.COSINE, row_base=row_base)
         return arr
-
-    @staticmethod
-    def _refuse_cosine_row(arr: np.ndarray, sq: np.ndarray, what: str, row_base: int) -> None:
-        """Raise InvalidVector for the first row of `arr` that cosine cannot normalise."""
-        row = int(np.flatnonzero(~np.isfinite(sq) | (sq == 0))[0])
-        where = f"{what} row {row_base + row}"
-        if not np.isfinite(arr[row]).all():
-            raise InvalidVector(f"{where} contains NaN or Inf")
-        if not arr[row].any():
-            raise InvalidVector(f"{where} is all zeros, which has no cosine direction")
-        raise InvalidVector(
-            f"{where} cannot be normalised: its squared norm "
-            f"{'overflows' if sq[row] else 'underflows'} float32"
-        )
 
     def upsert(
         self,
@@ -462,8 +433,12 @@ class Engine:
         self.limits.check("max_k", params.k)
         if params.ef is not None:
             self.limits.check("max_ef", params.ef)
-        arr = self._check_vectors(coll, queries, "queries")
+        arr = as_matrix(queries, coll.dim, coll.name, "queries")
+        self.limits.check("max_batch_queries", arr.shape[0], "the number of queries in the request")
+        # Through the model's adapter, if it has one; then checked and, for cosine, normalised
+        # (a NaN or Inf in a row stays one through the adapter, so the row number holds).
         arr = prepare_queries(coll, model, arr)
+        arr = checked_queries(arr, cosine=coll.metric is Metric.COSINE)
         flts: list[Filter | None] | None = None
         if filters:
             if len(filters) == 1:

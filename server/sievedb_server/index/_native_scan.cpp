@@ -17,6 +17,8 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <cfloat>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -138,6 +140,38 @@ py::tuple topk_among(const py::array& data, const py::array& labels, const py::a
     return py::make_tuple(out_labels, out_scores);
 }
 
+// Checks query vectors in one pass and, for cosine, normalises them: (out, first bad row).
+// A row is bad if it holds NaN or Inf or, when normalising, if its squared norm (summed in
+// float64) is not a normal float32: zero, below FLT_MIN or above FLT_MAX. `out` is a float32
+// copy, divided by the float64 norm when normalising; -1 means every row is fine.
+py::tuple checked_queries(const py::array& queries, bool normalise) {
+    require<float>(queries, "queries", 2, "float32");
+    const std::size_t n = static_cast<std::size_t>(queries.shape(0));
+    const std::size_t d = static_cast<std::size_t>(queries.shape(1));
+    const auto* in = static_cast<const float*>(queries.data());
+    py::array_t<float> out({n, d});
+    float* o = out.mutable_data();
+    long first_bad = -1;
+    for (std::size_t i = 0; i < n && first_bad < 0; ++i) {
+        const float* row = in + i * d;
+        double sq = 0.0;
+        bool finite = true;
+        for (std::size_t j = 0; j < d; ++j) {
+            finite &= std::isfinite(row[j]);
+            sq += static_cast<double>(row[j]) * row[j];
+        }
+        if (!finite || (normalise && !(sq >= FLT_MIN && sq <= FLT_MAX))) {
+            first_bad = static_cast<long>(i);
+            break;
+        }
+        const double scale = normalise ? 1.0 / std::sqrt(sq) : 1.0;
+        for (std::size_t j = 0; j < d; ++j) {
+            o[i * d + j] = static_cast<float>(row[j] * scale);
+        }
+    }
+    return py::make_tuple(out, first_bad);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native_scan, m) {
@@ -148,4 +182,8 @@ PYBIND11_MODULE(_native_scan, m) {
           "(nq, d) query: (labels int64 (nq, m), scores float32 (nq, m)), m = min(k, "
           "len(labels)), best first, ties by smaller label. Scores: dot product, or squared "
           "euclidean distance when `l2`.");
+    m.def("checked_queries", &checked_queries, py::arg("queries"), py::arg("normalise"),
+          "(float32 copy of `queries`, divided by each row's norm when `normalise`; index of "
+          "the first row with NaN/Inf or, when normalising, a squared norm outside float32's "
+          "normal range, else -1).");
 }

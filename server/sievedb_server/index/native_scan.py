@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "topk_among"]
+__all__ = ["AVAILABLE", "checked_queries", "topk_among"]
 
 try:
     from sievedb_server import _native_scan as _ext
@@ -40,3 +40,15 @@ def topk_among(
         int(k),
         bool(l2),
     )
+
+
+def checked_queries(queries: np.ndarray, *, normalise: bool) -> tuple[np.ndarray, int]:
+    """(float32 copy of `queries`, normalised when `normalise`; first bad row or -1).
+
+    A row is bad if it holds NaN/Inf or, when normalising, its squared norm (float64) is not a
+    normal float32 (see core/vector_checks.py).
+    """
+    if _ext is None:
+        raise RuntimeError("sievedb_server._native_scan is not built")
+    out, bad = _ext.checked_queries(np.ascontiguousarray(queries, dtype=np.float32), normalise)
+    return out, int(bad)
