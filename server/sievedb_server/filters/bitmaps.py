@@ -62,6 +62,11 @@ class BitmapContext:
 
 
 def allowed_superset(flt: Filter, ctx: BitmapContext) -> tuple[BitMap, bool]:
+    """The allowed labels (or a superset) and whether they are exact.
+
+    The bitmap may be one the indexes hold (a posting list, the live set): callers read it
+    and never change it in place (writers change those under the collection's write lock).
+    """
     # Every bitmap the indexes hand out holds live labels only (postings, numeric entries and
     # id lookups are removed in the same write as the point), so no final `& live` is needed;
     # the postings state machine test checks that invariant against LMDB.
@@ -98,7 +103,7 @@ def _filter(flt: Filter, ctx: BitmapContext) -> tuple[BitMap, bool]:
         result = should if result is None else result & should
     result = _narrow_by_ranges(result, ranges)
     if result is None:
-        result = BitMap(ctx.live)
+        result = ctx.live
     for cond in flt.must_not:
         bm, ok = _condition(cond, ctx)
         if ok:
@@ -125,6 +130,8 @@ def _condition(cond: Condition, ctx: BitmapContext) -> tuple[BitMap, bool]:
     if isinstance(cond, Match | MatchAny):
         values = (cond.value,) if isinstance(cond, Match) else cond.values
         if spec.type in POSTING_TYPES:
+            if len(values) == 1:  # the posting itself: results are never mutated in place
+                return idx.posting(spec.name, value_key(values[0])), True
             postings = (idx.posting(spec.name, value_key(v)) for v in values)
             return BitMap.union(BitMap(), *postings), True
         if spec.type is FieldType.DATETIME:
@@ -177,11 +184,12 @@ def _narrow_by_ranges(
     """Intersect `result` (None: no condition yet) with indexed ranges, smallest first."""
     if not ranges:
         return result
-    sized = sorted(((num.estimate(*b), num, b) for num, b in ranges), key=lambda t: t[0])
-    for size, num, bounds in sized:
+    if len(ranges) > 1:
+        ranges = sorted(ranges, key=lambda r: r[0].estimate(*r[1]))
+    for num, bounds in ranges:
         if result is None:
             result = num.range(*bounds)
-        elif len(result) <= min(AMONG_MAX_CANDIDATES, size):
+        elif len(result) <= AMONG_MAX_CANDIDATES and len(result) <= num.estimate(*bounds):
             result = num.among(result, *bounds)
         else:
             result = result & num.range(*bounds)

@@ -1,4 +1,6 @@
-// sievedb_server._native_scan: exact top-k of queries among a subset of rows, in place.
+// sievedb_server._native_scan: scans of label-indexed arrays at a subset of labels, in place:
+// exact top-k of queries among rows of the vector array (`topk_among`), the labels whose
+// attribute value lies in a range (`column_among`), and the query checks (`checked_queries`).
 //
 // The exact strategy scores the allowed rows of the collection's label-indexed vector array.
 // With numpy that is a gather (`np.take` copies every allowed row) followed by a mat-vec and a
@@ -172,6 +174,28 @@ py::tuple checked_queries(const py::array& queries, bool normalise) {
     return py::make_tuple(out, first_bad);
 }
 
+// The candidates (sorted uint32 labels) whose value in `column` (float64 by label, NaN = no
+// value) lies in the range; labels past the column have no value. One pass, no temporaries.
+py::array_t<std::uint32_t> column_among(const py::array& column, const py::array& labels,
+                                        double lo, bool lo_incl, double hi, bool hi_incl) {
+    require<double>(column, "column", 1, "float64");
+    require<std::uint32_t>(labels, "labels", 1, "uint32");
+    const std::size_t size = static_cast<std::size_t>(column.shape(0));
+    const std::size_t n = static_cast<std::size_t>(labels.shape(0));
+    const auto* col = static_cast<const double*>(column.data());
+    const auto* lab = static_cast<const std::uint32_t*>(labels.data());
+    std::vector<std::uint32_t> kept;
+    kept.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        if (lab[i] >= size) continue;
+        const double v = col[lab[i]];  // NaN fails both comparisons
+        if ((lo_incl ? v >= lo : v > lo) && (hi_incl ? v <= hi : v < hi)) kept.push_back(lab[i]);
+    }
+    py::array_t<std::uint32_t> out(static_cast<py::ssize_t>(kept.size()));
+    std::copy(kept.begin(), kept.end(), out.mutable_data());
+    return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native_scan, m) {
@@ -182,6 +206,10 @@ PYBIND11_MODULE(_native_scan, m) {
           "(nq, d) query: (labels int64 (nq, m), scores float32 (nq, m)), m = min(k, "
           "len(labels)), best first, ties by smaller label. Scores: dot product, or squared "
           "euclidean distance when `l2`.");
+    m.def("column_among", &column_among, py::arg("column"), py::arg("labels"), py::arg("lo"),
+          py::arg("lo_incl"), py::arg("hi"), py::arg("hi_incl"),
+          "The sorted uint32 `labels` whose float64 `column[label]` lies in the range (NaN and "
+          "labels past the column: no value, never in range).");
     m.def("checked_queries", &checked_queries, py::arg("queries"), py::arg("normalise"),
           "(float32 copy of `queries`, divided by each row's norm when `normalise`; index of "
           "the first row with NaN/Inf or, when normalising, a squared norm outside float32's "

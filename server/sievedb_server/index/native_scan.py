@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "checked_queries", "topk_among"]
+__all__ = ["AVAILABLE", "checked_queries", "column_among", "topk_among"]
 
 try:
     from sievedb_server import _native_scan as _ext
@@ -52,3 +52,14 @@ def checked_queries(queries: np.ndarray, *, normalise: bool) -> tuple[np.ndarray
         raise RuntimeError("sievedb_server._native_scan is not built")
     out, bad = _ext.checked_queries(np.ascontiguousarray(queries, dtype=np.float32), normalise)
     return out, int(bad)
+
+
+def column_among(
+    column: np.ndarray, labels: np.ndarray, lo: float, lo_incl: bool, hi: float, hi_incl: bool
+) -> np.ndarray:
+    """The sorted uint32 `labels` whose `column[label]` (float64, NaN = none) is in range."""
+    if _ext is None:
+        raise RuntimeError("sievedb_server._native_scan is not built")
+    return _ext.column_among(  # type: ignore[no-any-return]
+        column, labels, float(lo), bool(lo_incl), float(hi), bool(hi_incl)
+    )
