@@ -146,3 +146,40 @@ def test_query_checks_agree_with_the_numpy_fallback(
         else:  # without cosine only NaN/Inf is refused
             assert label != "contains NaN or Inf" and not cosine
             vector_checks.checked_queries(arr, cosine=cosine)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    bounds=st.tuples(st.integers(-5, 105), st.integers(-5, 105), st.booleans(), st.booleans()),
+)
+def test_column_among_agrees_with_numpy_and_brute_force(
+    seed: int, bounds: tuple[int, int, bool, bool]
+) -> None:
+    """`NumericIndex.among` in C++ and in numpy: labels without a value (NaN) or past the
+    column never match; both bounds inclusive or not."""
+    from pyroaring import BitMap
+    from sievedb_server.index.attributes import NumericIndex
+
+    rng = np.random.default_rng(seed)
+    labels = np.sort(rng.choice(3000, 800, replace=False))
+    values = rng.integers(0, 100, len(labels)).astype(np.float64)
+    num = NumericIndex(values, labels)
+    num.set(int(labels[0]), None)  # a point that lost its value
+    candidates = BitMap(rng.choice(4000, 500, replace=False).astype(np.uint32).tolist())
+    lo, hi, lo_incl, hi_incl = float(bounds[0]), float(bounds[1]), bounds[2], bounds[3]
+    value_of = dict(zip(labels.tolist(), values.tolist()))
+    value_of.pop(int(labels[0]))
+    truth = {
+        lb for lb in candidates
+        if lb in value_of
+        and (value_of[lb] >= lo if lo_incl else value_of[lb] > lo)
+        and (value_of[lb] <= hi if hi_incl else value_of[lb] < hi)
+    }
+    assert set(num.among(candidates, lo, lo_incl, hi, hi_incl)) == truth
+    saved = native_scan.AVAILABLE
+    try:
+        native_scan.AVAILABLE = False
+        assert set(num.among(candidates, lo, lo_incl, hi, hi_incl)) == truth
+    finally:
+        native_scan.AVAILABLE = saved

@@ -42,6 +42,7 @@ from sievedb_server.filters.model import (
     ValuesCount,
     value_key,
 )
+from sievedb_server.index import native_scan
 from sievedb_server.index.attributes import (
     NUMERIC_TYPES,
     POSTING_TYPES,
@@ -157,11 +158,13 @@ def _condition(cond: Condition, ctx: BitmapContext) -> tuple[BitMap, bool]:
 _Bounds = tuple[float, bool, float, bool]  # lo, lo inclusive, hi, hi inclusive
 
 # A range in a conjunction is checked against the candidates the other conditions left, by
-# reading their values from the label-ordered column (`NumericIndex.among`, ~8 µs + ~10 ns
-# per candidate), instead of building the range's bitmap and intersecting (~20–45 µs whatever
-# the candidates), when there are at most this many candidates: the break-even is 2,000–3,000
-# at range sizes 10–90 % (`python -m benchmarks.bench_range_index`, results/range_index.md).
-AMONG_MAX_CANDIDATES = 2_000
+# reading their values from the label-ordered column (`NumericIndex.among`), instead of
+# building the range's bitmap and intersecting (~15–40 µs whatever the candidates), when there
+# are at most this many candidates (and no more than the range holds). In C++ the column read
+# costs ~3 µs + 2–6 ns per candidate, break-even 4,000–10,000 candidates at range sizes
+# 90–10 % (`python -m benchmarks.bench_range_index`, results/range_index.md); the numpy
+# fallback ~8 µs + ~10 ns per candidate, break-even 2,000–3,000 (the previous run of it, at 14c66a2).
+AMONG_MAX_CANDIDATES = 4_000 if native_scan.AVAILABLE else 2_000
 
 
 def _indexed_range(cond: Condition, ctx: BitmapContext) -> tuple[NumericIndex, _Bounds] | None:

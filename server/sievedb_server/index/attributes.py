@@ -101,7 +101,7 @@ class NumericIndex:
     range is a union of prebuilt bitmaps plus two partial runs built on the fly: constant-ish
     cost instead of building a bitmap of |range| labels per query. The partial runs dominate,
     so runs are short: 256 values rather than 1024 cut a 10–90 % range on 100k points from
-    36–53 to 26–41 µs; 128 or 64 gain under 10 % more, and 64 doubles a 0.1 % range
+    30–34 to 23–28 µs; 128 or 64 gain under 10 % more, and 64 costs a quarter more at 0.1 %
     (`python -m benchmarks.bench_range_index`, widths interleaved,
     benchmarks/results/range_index.md).
 
@@ -210,7 +210,9 @@ class NumericIndex:
         """The candidates whose value lies in the range (read from `column`)."""
         labels = np.frombuffer(candidates.to_array(), dtype=np.uint32)
         if native_scan.AVAILABLE:  # one pass in C++, no temporary arrays
-            return BitMap(native_scan.column_among(self.column, labels, lo, lo_incl, hi, hi_incl))
+            kept = native_scan.column_among(self.column, labels, lo, lo_incl, hi, hi_incl)
+            # array.array takes pyroaring's buffer fast path; a numpy array would be iterated.
+            return BitMap(array.array("I", kept.tobytes()))
         if labels.size and int(labels[-1]) >= len(self.column):
             labels = labels[labels < len(self.column)]  # beyond the column: no value
         v = self.column[labels]
