@@ -101,7 +101,8 @@ class NumericIndex:
     range is a union of prebuilt bitmaps plus two partial runs built on the fly: constant-ish
     cost instead of building a bitmap of |range| labels per query. The partial runs dominate,
     so runs are short: 256 values rather than 1024 cut a 10–90 % range on 100k points from
-    30–34 to 23–28 µs; 128 or 64 gain under 10 % more, and 64 costs a quarter more at 0.1 %
+    49–56 to 36–43 µs; 128 or 64 gain about 10 % more at most, and 64 nearly doubles a 0.1 %
+    range
     (`python -m benchmarks.bench_range_index`, widths interleaved,
     benchmarks/results/range_index.md).
 
