@@ -318,3 +318,22 @@ def test_client_imports_no_server_code() -> None:
     code = ("import sys; import sievedb.filters, sievedb._values; "
             "assert not [m for m in sys.modules if m.startswith('sievedb_server')]")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@SETTINGS
+@given(filters)
+def test_limit_checks_measure_the_tree_as_its_own_methods_do(flt: Filter) -> None:
+    from sievedb_server.filters.model import HasId, MatchAny, MatchExcept, _measure
+
+    def longest(f: Filter) -> int:
+        out = 0
+        for c in f.conditions():
+            if isinstance(c, Filter):
+                out = max(out, longest(c))
+            elif isinstance(c, MatchAny | MatchExcept):
+                out = max(out, len(c.values))
+            elif isinstance(c, HasId):
+                out = max(out, len(c.ids))
+        return out
+
+    assert _measure(flt) == (flt.depth(), flt.size(), longest(flt))

@@ -183,3 +183,21 @@ def test_column_among_agrees_with_numpy_and_brute_force(
         assert set(num.among(candidates, lo, lo_incl, hi, hi_incl)) == truth
     finally:
         native_scan.AVAILABLE = saved
+
+
+def test_numeric_ids_match_the_label_map_or_defer_to_it() -> None:
+    from sievedb_server.index.idmap import LabelIds
+
+    ids = LabelIds(64)
+    ids.set([(label, 1000 + 7 * label) for label in range(40)] + [(40, "a-string-id")])
+    ids.set([(41, 2**64 - 1)])  # the largest id a point can have
+    live = np.zeros(64, dtype=bool)
+    live[:42] = True
+    live[5] = False
+    labels = np.array([3, 0, 39, 41, 17], dtype=np.int64)
+    got = native_scan.numeric_ids(labels, ids.num, ids.is_num, live)
+    assert got == ids.lookup(labels) == [1021, 1000, 1273, 2**64 - 1, 1119]
+    # Anything the fast path cannot answer goes back to the caller's general path.
+    for odd in ([3, 40], [3, 5], [3, 63], [3, 64], [-1]):  # string id, dead, no id, past, < 0
+        assert native_scan.numeric_ids(np.array(odd, np.int64), ids.num, ids.is_num, live) is None
+    assert native_scan.numeric_ids(np.empty(0, np.int64), ids.num, ids.is_num, live) == []

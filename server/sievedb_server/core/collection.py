@@ -850,12 +850,20 @@ class Collection:
         results: list[SearchResult] = []
         txn = self.store.read() if params.with_attributes else None
         try:
+            plain = txn is None and vecs is None
             for qi in range(len(labels)):
-                row = np.asarray(labels[qi], dtype=np.int64)
+                row = np.ascontiguousarray(labels[qi], dtype=np.int64)
+                row_scores = np.asarray(scores[qi], dtype=np.float32).tolist()
+                if plain and native_scan.AVAILABLE:  # ids, if all numeric and live: one pass
+                    ids = native_scan.numeric_ids(
+                        row, self.ids.num, self.ids.is_num, self.vectors.live
+                    )
+                    if ids is not None:
+                        results.append(SearchResult(list(map(Hit, ids, row_scores))))
+                        continue
                 alive = self.vectors.live[row]
                 pids = self.ids.lookup(row)
-                row_scores = np.asarray(scores[qi], dtype=np.float32).tolist()
-                if txn is None and vecs is None and alive.all():  # the common case
+                if plain and alive.all():
                     results.append(SearchResult(list(map(Hit, pids, row_scores))))
                     continue
                 hits: list[Hit] = []

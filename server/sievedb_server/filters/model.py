@@ -576,19 +576,23 @@ def not_(part: Condition) -> Filter:
 def check_limits(flt: Filter, limits: Limits = DEFAULT_LIMITS) -> Filter:
     """Return ``flt`` unchanged, or raise `RequestTooLarge` (RESOURCE_EXHAUSTED) naming the
     limit when it is nested too deep, has too many nodes, or lists too many values at once."""
-    limits.check("max_filter_depth", flt.depth())
-    limits.check("max_filter_nodes", flt.size())
-    limits.check("max_match_values", _longest_list(flt))
+    depth, size, longest = _measure(flt)
+    limits.check("max_filter_depth", depth)
+    limits.check("max_filter_nodes", size)
+    limits.check("max_match_values", longest)
     return flt
 
 
-def _longest_list(flt: Filter) -> int:
-    longest = 0
+def _measure(flt: Filter) -> tuple[int, int, int]:
+    """(depth(), size(), longest value/id list) in one walk of the tree (every request)."""
+    depth, size, longest = 1, 1, 0
     for cond in flt.conditions():
         if isinstance(cond, Filter):
-            longest = max(longest, _longest_list(cond))
-        elif isinstance(cond, MatchAny | MatchExcept):
-            longest = max(longest, len(cond.values))
-        elif isinstance(cond, HasId):
-            longest = max(longest, len(cond.ids))
-    return longest
+            d, s, n = _measure(cond)
+            depth, size, longest = max(depth, d + 1), size + s, max(longest, n)
+            continue
+        listed = cond.values if isinstance(cond, MatchAny | MatchExcept) else (
+            cond.ids if isinstance(cond, HasId) else ())
+        size += 1 + len(listed)
+        longest = max(longest, len(listed))
+    return depth, size, longest

@@ -1,6 +1,7 @@
 // sievedb_server._native_scan: scans of label-indexed arrays at a subset of labels, in place:
 // exact top-k of queries among rows of the vector array (`topk_among`), the labels whose
-// attribute value lies in a range (`column_among`), and the query checks (`checked_queries`).
+// attribute value lies in a range (`column_among`), the point ids of the hits (`numeric_ids`),
+// and the query checks (`checked_queries`).
 //
 // The exact strategy scores the allowed rows of the collection's label-indexed vector array.
 // With numpy that is a gather (`np.take` copies every allowed row) followed by a mat-vec and a
@@ -196,6 +197,37 @@ py::array_t<std::uint32_t> column_among(const py::array& column, const py::array
     return out;
 }
 
+// The numeric point ids of `labels` (int64) as a Python list, from the label-indexed arrays
+// `num` (uint64 ids), `is_num` and `live` (bool); None unless every label is in range, has a
+// numeric id and is live (the caller then takes its general path).
+py::object numeric_ids(const py::array& labels, const py::array& num, const py::array& is_num,
+                       const py::array& live) {
+    require<std::int64_t>(labels, "labels", 1, "int64");
+    require<std::uint64_t>(num, "num", 1, "uint64");
+    require<bool>(is_num, "is_num", 1, "bool");
+    require<bool>(live, "live", 1, "bool");
+    const std::size_t n = static_cast<std::size_t>(labels.shape(0));
+    const std::size_t ids_size = static_cast<std::size_t>(
+        std::min(num.shape(0), is_num.shape(0)));
+    const std::size_t live_size = static_cast<std::size_t>(live.shape(0));
+    const auto* lab = static_cast<const std::int64_t*>(labels.data());
+    const auto* ids = static_cast<const std::uint64_t*>(num.data());
+    const auto* numeric = static_cast<const bool*>(is_num.data());
+    const auto* alive = static_cast<const bool*>(live.data());
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::int64_t label = lab[i];
+        if (label < 0 || static_cast<std::size_t>(label) >= ids_size ||
+            static_cast<std::size_t>(label) >= live_size || !numeric[label] || !alive[label]) {
+            return py::none();
+        }
+    }
+    py::list out(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        out[i] = py::int_(static_cast<unsigned long long>(ids[lab[i]]));
+    }
+    return std::move(out);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native_scan, m) {
@@ -210,6 +242,10 @@ PYBIND11_MODULE(_native_scan, m) {
           py::arg("lo_incl"), py::arg("hi"), py::arg("hi_incl"),
           "The sorted uint32 `labels` whose float64 `column[label]` lies in the range (NaN and "
           "labels past the column: no value, never in range).");
+    m.def("numeric_ids", &numeric_ids, py::arg("labels"), py::arg("num"), py::arg("is_num"),
+          py::arg("live"),
+          "The point ids of int64 `labels` as a list of ints, or None unless every label has a "
+          "numeric id (`num`, `is_num`) and is `live`.");
     m.def("checked_queries", &checked_queries, py::arg("queries"), py::arg("normalise"),
           "(float32 copy of `queries`, divided by each row's norm when `normalise`; index of "
           "the first row with NaN/Inf or, when normalising, a squared norm outside float32's "

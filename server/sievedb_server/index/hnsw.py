@@ -227,10 +227,9 @@ class HnswIndex:
             filter_fn = lambda label: label in allowed and check(label)  # noqa: E731
         elif allowed is not None:
             if native_filter.NATIVE and native_filter.runs_inline(_rows(queries), num_threads):
-                with native_filter.installed(allowed) as native:
-                    labels, dists = self.index.knn_query(
-                        queries, k=k, num_threads=num_threads, filter=native
-                    )
+                labels, dists = native_filter.knn_query(
+                    self.index, queries, k, allowed, num_threads
+                )
                 return labels.astype(np.int64), dists
             filter_fn = allowed.__contains__
         labels, dists = self.index.knn_query(queries, k=k, num_threads=num_threads, filter=filter_fn)

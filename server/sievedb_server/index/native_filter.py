@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 from pyroaring import BitMap
 
-__all__ = ["NATIVE", "REASON", "installed", "membership", "runs_inline", "warn_once_if_off"]
+__all__ = [
+    "NATIVE", "REASON", "installed", "knn_query", "membership", "runs_inline", "warn_once_if_off",
+]
 
 try:
     from sievedb_server import _native_filter as _ext
@@ -83,17 +85,44 @@ def installed(allowed: BitMap | np.ndarray) -> Iterator[Any]:
         bits = np.ascontiguousarray(allowed)
     else:
         bits = membership(allowed)
-    stack: list[np.ndarray] = _local.__dict__.setdefault("stack", [])
-    stack.append(bits)
-    _ext.set_bits(bits)
+    _push(bits)
     try:
         yield _ext.allowed
     finally:
-        stack.pop()
-        if stack:
-            _ext.set_bits(stack[-1])
-        else:
-            _ext.clear_bits()
+        _pop()
+
+
+def knn_query(
+    index: Any, queries: np.ndarray, k: int, allowed: BitMap, num_threads: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """`index.knn_query` restricted to `allowed` by the C++ filter: `installed` without the
+    context manager, for the per-query path. Needs the extension; see `runs_inline`."""
+    if _ext is None:
+        raise RuntimeError(f"sievedb_server._native_filter is not available: {REASON}")
+    _push(_ext.roaring_bits(allowed.serialize()))
+    try:
+        return index.knn_query(  # type: ignore[no-any-return]
+            queries, k=k, num_threads=num_threads, filter=_ext.allowed
+        )
+    finally:
+        _pop()
+
+
+def _push(bits: np.ndarray) -> None:
+    """Install `bits` for this thread (kept referenced until popped)."""
+    stack: list[np.ndarray] = _local.__dict__.setdefault("stack", [])
+    stack.append(bits)
+    _ext.set_bits(bits)
+
+
+def _pop() -> None:
+    """Uninstall the innermost bits, restoring any outer installation."""
+    stack: list[np.ndarray] = _local.stack
+    stack.pop()
+    if stack:
+        _ext.set_bits(stack[-1])
+    else:
+        _ext.clear_bits()
 
 
 def _probe() -> tuple[bool, str]:

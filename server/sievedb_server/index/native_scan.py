@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "checked_queries", "column_among", "topk_among"]
+__all__ = ["AVAILABLE", "checked_queries", "column_among", "numeric_ids", "topk_among"]
 
 try:
     from sievedb_server import _native_scan as _ext
@@ -63,3 +63,12 @@ def column_among(
     return _ext.column_among(  # type: ignore[no-any-return]
         column, labels, float(lo), bool(lo_incl), float(hi), bool(hi_incl)
     )
+
+
+def numeric_ids(
+    labels: np.ndarray, num: np.ndarray, is_num: np.ndarray, live: np.ndarray
+) -> list[int] | None:
+    """Point ids of int64 `labels` when all are numeric and live (one pass), else None."""
+    if _ext is None:
+        raise RuntimeError("sievedb_server._native_scan is not built")
+    return _ext.numeric_ids(labels, num, is_num, live)  # type: ignore[no-any-return]
