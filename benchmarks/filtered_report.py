@@ -44,6 +44,25 @@ def _dominance(
     return None if best is None else (best[1], best[2])
 
 
+def _pool_exact_repeats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """sievedb rows whose every query was planned `exact` measure the same thing (ef does not
+    change an exact scan): pool them into one row, QPS = all their queries / all their time.
+
+    Picking the fastest of several repeats would credit sievedb with the luckiest of them.
+    """
+    exact = [r for r in rows if set(r.get("strategies", {})) == {"exact"}]
+    if len(exact) < 2:
+        return rows
+    seconds = sum(r["queries"] / r["qps"] for r in exact)
+    pooled = {
+        **exact[0],
+        "params": {"ef": f"any ({len(exact)} exact-plan rows pooled)"},
+        "qps": sum(r["queries"] for r in exact) / seconds,
+        "recall": min(r["recall"] for r in exact),
+    }
+    return [r for r in rows if r not in exact] + [pooled]
+
+
 def _verdict(v: dict[str, Any]) -> list[str]:
     """Per bucket: sievedb in-process against the baselines, two ways.
 
@@ -55,7 +74,7 @@ def _verdict(v: dict[str, Any]) -> list[str]:
     rows_out = []
     for b in v["buckets"]:
         brows = [r for r in v["rows"] if r["bucket"] == b["bucket"]]
-        mine = [r for r in brows if r["system"] == "sievedb"]
+        mine = _pool_exact_repeats([r for r in brows if r["system"] == "sievedb"])
         ours = _best_at(mine, SUMMARY_TARGET)
         base = [r for r in brows if not r["system"].startswith("sievedb")]
         fair_rows = [r for r in base if r["system"].endswith("+filter")]
@@ -102,7 +121,10 @@ def _verdict(v: dict[str, Any]) -> list[str]:
         "QPS (above 1: sievedb is faster). `ratio` compares the fastest of each at recall ≥ "
         f"{SUMMARY_TARGET}; the 'same or higher recall' column compares a sievedb "
         "configuration with the fastest like-for-like baseline at the same or higher recall "
-        "(the sievedb configuration with the best such ratio is shown).",
+        "(the sievedb configuration with the best such ratio is shown). Where every query of "
+        "several sievedb rows was planned `exact`, those rows repeat one measurement (ef does "
+        "not change an exact scan) and count as one, pooled: all their queries over all their "
+        "time, not the fastest repeat.",
         "",
         "`criterion` is the issue's test, on the like-for-like rows: sievedb's QPS at recall "
         f"≥ {SUMMARY_TARGET} at least the best baseline's at the same or higher recall. A "

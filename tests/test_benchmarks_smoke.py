@@ -139,3 +139,19 @@ def test_timing_takes_the_per_query_median_over_interleaved_passes(
     assert out[0][0].tolist() == [12, 23, 32]
     assert out[1][0].tolist() == [1002, 1012, 1022]
     assert out[0][1] == [[1], [1], [1]] and out[1][1] == [[1], [1], [1]]
+
+
+def test_the_verdict_pools_exact_plan_repeats_instead_of_taking_the_fastest() -> None:
+    from benchmarks.filtered_report import _pool_exact_repeats
+
+    def row(ef: int, qps: float, strategies: dict[str, int]) -> dict[str, object]:
+        return {"system": "sievedb", "params": {"ef": ef}, "qps": qps, "queries": 100,
+                "recall": 1.0, "strategies": strategies}
+
+    rows = [row(10, 1000.0, {"exact": 100}), row(16, 3000.0, {"exact": 100}),
+            row(32, 500.0, {"hnsw_filtered": 60, "exact": 40})]
+    pooled = _pool_exact_repeats(rows)
+    assert len(pooled) == 2 and pooled[0]["params"] == {"ef": 32}
+    # 200 queries in 0.1 s + 0.0333 s: 1,500 QPS, not the 3,000 of the luckiest repeat.
+    assert abs(pooled[1]["qps"] - 1500.0) < 1e-6
+    assert _pool_exact_repeats(rows[:1]) == rows[:1]  # nothing to pool
