@@ -1,14 +1,27 @@
-"""A contiguous, memory-mapped float32 array of vectors indexed by label (derived from LMDB).
+"""A contiguous float32 array of vectors indexed by label, kept in memory and written through
+to a file (derived from LMDB).
 
-The exact path scores straight from this array (no `hnswlib.get_items` on hot paths). It is a
-derived artefact like the HNSW file: flushed at checkpoints and repaired by replay on open.
-Alongside it live the in-memory `live` mask and, for L2, squared norms.
+The exact path scores straight from this array (no `hnswlib.get_items` on hot paths). The
+array lives in anonymous memory, which the kernel can back with transparent huge pages (numpy
+asks for them on large allocations); a memory-mapped file is backed by 4 KiB pages only, and
+an exact scan of rows scattered over 150 MB then misses the TLB about once per row. In
+isolation the scan of 46–1,000 scattered rows was 1.06–1.08× as fast from anonymous memory
+(`python -m benchmarks.bench_vector_memory`, `benchmarks/results/vector_memory.md`); in the
+server, next to the graph and the indexes, the TLB is under more pressure. It also retires a
+hazard: a mapped page the disk cannot back kills the process with SIGBUS, a failed write is an
+error. The collection must fit in memory either way: hnswlib keeps its own copy of every
+vector.
 
-Disk space is reserved (`posix_fallocate`) for every row before the row can be written, and
-the file grows before the old mapping is dropped. A sparse mapped page that the disk cannot
-back kills the process with SIGBUS when it is first written; a failed reservation instead
-raises OSError (ENOSPC / EFBIG) from `ensure_capacity` and leaves the array as it was, so a
-write that cannot get room is refused before anything is committed (see `storage.store`).
+The file is a derived artefact like the HNSW file: every write goes through to it (`pwrite`
+of the changed rows), it is fsynced at checkpoints and repaired by replay on open, where it
+is read back into memory. Alongside the vectors live the in-memory `live` mask and, for L2,
+squared norms.
+
+Disk space is reserved (`posix_fallocate`) for every row before the row can be written, so a
+write that cannot get room is refused before anything is committed (`ensure_capacity` raises
+OSError, ENOSPC / EFBIG, and leaves the array as it was; see `storage.store`). Should a write
+to the file still fail, the array keeps the row and `flush` raises, so no checkpoint stamps a
+file that lacks it (the next open replays those rows from LMDB).
 """
 
 from __future__ import annotations
@@ -20,11 +33,10 @@ import numpy as np
 
 __all__ = ["VectorArray"]
 
-PAGE_FLOATS = 4096 // 4
-
 
 class VectorArray:
-    """Label-indexed vectors in `path` (raw float32, row-major), growing by doubling.
+    """Label-indexed vectors (raw float32, row-major) in memory and in `path`, growing by
+    doubling.
 
     Not thread-safe by itself: the owning collection serialises growth against readers.
     """
@@ -33,8 +45,9 @@ class VectorArray:
         self.path = path
         self.dim = dim
         self.capacity = 0
-        self.reserved = 0  # rows [0, reserved) have disk blocks (the rest of the map is sparse)
-        self._mm: np.memmap | None = None
+        self.reserved = 0  # rows [0, reserved) have disk blocks (the rest of the file is sparse)
+        self._fd: int | None = None
+        self._failed: OSError | None = None  # a write-through that did not reach the file
         self._view = np.zeros((0, dim), dtype="<f4")
         self.live = np.zeros(0, dtype=bool)
         self.sqnorms: np.ndarray | None = np.zeros(0, dtype=np.float32) if keep_sqnorms else None
@@ -42,12 +55,11 @@ class VectorArray:
 
     @property
     def data(self) -> np.ndarray:
-        """The vectors as a plain ndarray view of the mapping (indexing a np.memmap subclass
-        costs extra per call on the hot path)."""
+        """The vectors, (capacity, dim) float32, C-contiguous."""
         return self._view
 
     def ensure_capacity(self, needed: int) -> bool:
-        """Grow to hold labels < `needed`; returns True if the array was remapped.
+        """Grow to hold labels < `needed`; returns True if the array was reallocated.
 
         Raises OSError (nothing changed) if the disk cannot hold `needed` rows.
         """
@@ -55,18 +67,17 @@ class VectorArray:
         if needed <= self.capacity:
             return False
         new_cap = max(needed, self.capacity * 2, 1024)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "ab") as fh:
-            current = fh.seek(0, os.SEEK_END)
-            want = new_cap * self.dim * 4
-            if current < want:
-                fh.truncate(want)  # sparse: blocks come from _reserve, ahead of any write
-        mm = np.memmap(self.path, dtype="<f4", mode="r+", shape=(new_cap, self.dim))
-        if self._mm is not None:
-            self._mm.flush()
-        self._mm = mm
-        self._view = np.asarray(mm)
-        self._prefault(min(self.reserved, new_cap))
+        fd = self._open()
+        want = new_cap * self.dim * 4
+        if os.fstat(fd).st_size < want:
+            os.ftruncate(fd, want)  # sparse: blocks come from _reserve, ahead of any write
+        view = np.empty((new_cap, self.dim), dtype="<f4")
+        if self.capacity:
+            view[: self.capacity] = self._view
+            view[self.capacity :] = 0.0
+        else:
+            self._read_file(fd, view)
+        self._view = view
         live = np.zeros(new_cap, dtype=bool)
         live[: self.live.shape[0]] = self.live
         self.live = live
@@ -77,25 +88,24 @@ class VectorArray:
         self.capacity = new_cap
         return True
 
-    def _prefault(self, rows: int) -> None:
-        """Map the pages of rows [0, rows) into this process now (one read per 4 KiB page).
+    def _open(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        return self._fd
 
-        A fresh mapping has no page-table entries: the first touch of each page costs a minor
-        fault, and an exact scan gathers rows scattered over the file: a 46-row gather took
-        19 / 22 / 78 µs (median / mean / p99) on a fresh mapping against 13 / 16 / 34 µs
-        pre-faulted, the same as anonymous memory (`benchmarks/results/prefault.md`, 100k ×
-        384). Skipped when the rows would take more than half the machine's memory
-        (a larger-than-RAM collection relies on the page cache instead).
-        """
-        nbytes = rows * self.dim * 4
-        try:
-            ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError):
-            ram = 0
-        if rows <= 0 or (ram and nbytes > ram // 2):
-            return
-        flat = self._view.reshape(-1)[: rows * self.dim]
-        np.add.reduce(flat[:: PAGE_FLOATS])  # touches one float in every page
+    @staticmethod
+    def _read_file(fd: int, view: np.ndarray) -> None:
+        """Fill `view` from the start of the file (what a previous run wrote); zeros after."""
+        flat = view.reshape(-1).view(np.uint8)
+        buf = memoryview(flat)
+        done = 0
+        while done < len(buf):
+            got = os.preadv(fd, [buf[done:]], done)
+            if got == 0:  # end of file
+                break
+            done += got
+        flat[done:] = 0
 
     def _reserve(self, needed: int) -> None:
         """Allocate disk blocks for rows < needed (in steps of ~1/8, so rarely called)."""
@@ -103,43 +113,67 @@ class VectorArray:
             return
         rows = max(needed, self.reserved + self.reserved // 8, 1024)
         row_bytes = self.dim * 4
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         start = self.reserved * row_bytes
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open()
         try:
-            try:
-                os.posix_fallocate(fd, start, rows * row_bytes - start)
-            except OSError:
-                if rows == needed:
-                    raise
-                rows = needed  # the generous step did not fit: try exactly what is needed
-                os.posix_fallocate(fd, start, rows * row_bytes - start)
-        finally:
-            os.close(fd)
+            os.posix_fallocate(fd, start, rows * row_bytes - start)
+        except OSError:
+            if rows == needed:
+                raise
+            rows = needed  # the generous step did not fit: try exactly what is needed
+            os.posix_fallocate(fd, start, rows * row_bytes - start)
         self.reserved = rows
 
     def write(self, labels: np.ndarray, vectors: np.ndarray) -> None:
-        self.data[labels] = vectors
+        self._view[labels] = vectors
         self.live[labels] = True
         if self.sqnorms is not None:
             self.sqnorms[labels] = np.einsum("ij,ij->i", vectors, vectors)
+        self._write_through(np.asarray(labels, dtype=np.int64))
+
+    def _write_through(self, labels: np.ndarray) -> None:
+        """pwrite the rows of `labels` to the file, one call per run of consecutive labels."""
+        if labels.size == 0:
+            return
+        rows = np.unique(labels)
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        starts = np.concatenate(([rows[0]], rows[breaks]))
+        ends = np.concatenate((rows[breaks - 1] + 1, [rows[-1] + 1]))
+        fd, row_bytes = self._open(), self.dim * 4
+        try:
+            for start, end in zip(starts.tolist(), ends.tolist()):
+                buf = memoryview(self._view[start:end].reshape(-1)).cast("B")
+                done = 0
+                while done < len(buf):
+                    done += os.pwrite(fd, buf[done:], start * row_bytes + done)
+        except OSError as exc:
+            self._failed = exc  # the array holds the rows; flush() refuses to vouch for the file
 
     def recompute_sqnorms(self, chunk: int = 65_536) -> None:
-        """Derive the squared norms from the file (after loading it from disk)."""
+        """Derive the squared norms from the vectors (after loading them from disk)."""
         if self.sqnorms is None:
             return
         for start in range(0, self.capacity, chunk):
-            block = np.asarray(self.data[start : start + chunk])
+            block = self.data[start : start + chunk]
             self.sqnorms[start : start + chunk] = np.einsum("ij,ij->i", block, block)
 
     def kill(self, labels: np.ndarray) -> None:
         self.live[labels] = False
 
     def flush(self) -> None:
-        if self._mm is not None:
-            self._mm.flush()
+        """Make the file durable; OSError if a write-through failed since it was opened."""
+        if self._failed is not None:
+            raise OSError(
+                self._failed.errno, f"vector file {self.path} missed a write: {self._failed}"
+            )
+        if self._fd is not None:
+            os.fsync(self._fd)
 
     def close(self) -> None:
-        self.flush()
-        self._mm = None
-        self._view = np.zeros((0, self.dim), dtype="<f4")
+        try:
+            self.flush()
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._view = np.zeros((0, self.dim), dtype="<f4")
