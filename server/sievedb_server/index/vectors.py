@@ -51,7 +51,13 @@ class VectorArray:
         self._view = np.zeros((0, dim), dtype="<f4")
         self.live = np.zeros(0, dtype=bool)
         self.sqnorms: np.ndarray | None = np.zeros(0, dtype=np.float32) if keep_sqnorms else None
-        self.ensure_capacity(max(capacity, 1024))
+        try:
+            self.ensure_capacity(max(capacity, 1024))
+        except BaseException:
+            if self._fd is not None:  # e.g. no room for the rows: do not leak the descriptor
+                os.close(self._fd)
+                self._fd = None
+            raise
 
     @property
     def data(self) -> np.ndarray:
