@@ -10,6 +10,8 @@ and callers use numpy; both give the same answer up to float rounding (the tests
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = ["AVAILABLE", "checked_queries", "column_among", "numeric_ids", "topk_among"]
@@ -22,6 +24,13 @@ except ImportError:  # optional extension not built
 AVAILABLE = _ext is not None
 
 
+def _require() -> Any:
+    """The extension module, or RuntimeError when it was not built."""
+    if _ext is None:
+        raise RuntimeError("sievedb_server._native_scan is not built")
+    return _ext
+
+
 def topk_among(
     data: np.ndarray, labels: np.ndarray, queries: np.ndarray, k: int, *, l2: bool
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -31,9 +40,8 @@ def topk_among(
     (lower is closer); best first, ties by the smaller label; m = min(k, len(labels)).
     Labels must be below len(data) (checked: out of range raises IndexError).
     """
-    if _ext is None:
-        raise RuntimeError("sievedb_server._native_scan is not built")
-    return _ext.topk_among(  # type: ignore[no-any-return]
+    ext = _require()
+    return ext.topk_among(
         data,
         np.ascontiguousarray(labels, dtype=np.uint32),
         np.ascontiguousarray(queries, dtype=np.float32),
@@ -48,9 +56,8 @@ def checked_queries(queries: np.ndarray, *, normalise: bool) -> tuple[np.ndarray
     A row is bad if it holds NaN/Inf or, when normalising, its squared norm (float64) is not a
     normal float32 (see core/vector_checks.py).
     """
-    if _ext is None:
-        raise RuntimeError("sievedb_server._native_scan is not built")
-    out, bad = _ext.checked_queries(np.ascontiguousarray(queries, dtype=np.float32), normalise)
+    ext = _require()
+    out, bad = ext.checked_queries(np.ascontiguousarray(queries, dtype=np.float32), normalise)
     return out, int(bad)
 
 
@@ -58,9 +65,8 @@ def column_among(
     column: np.ndarray, labels: np.ndarray, lo: float, lo_incl: bool, hi: float, hi_incl: bool
 ) -> np.ndarray:
     """The sorted uint32 `labels` whose `column[label]` (float64, NaN = none) is in range."""
-    if _ext is None:
-        raise RuntimeError("sievedb_server._native_scan is not built")
-    return _ext.column_among(  # type: ignore[no-any-return]
+    ext = _require()
+    return ext.column_among(
         column, labels, float(lo), bool(lo_incl), float(hi), bool(hi_incl)
     )
 
@@ -69,6 +75,5 @@ def numeric_ids(
     labels: np.ndarray, num: np.ndarray, is_num: np.ndarray, live: np.ndarray
 ) -> list[int] | None:
     """Point ids of int64 `labels` when all are numeric and live (one pass), else None."""
-    if _ext is None:
-        raise RuntimeError("sievedb_server._native_scan is not built")
-    return _ext.numeric_ids(labels, num, is_num, live)  # type: ignore[no-any-return]
+    ext = _require()
+    return ext.numeric_ids(labels, num, is_num, live)
