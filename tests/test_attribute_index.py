@@ -27,13 +27,16 @@ def test_numeric_range_matches_brute_force(n: int) -> None:
     # Updates and deletions go through the stale set and the tail until a merge; new labels
     # beyond the label column's end make it grow.
     fresh = [int(n * 2 + i * 997) for i in range(3)]
-    for label in rng.choice(labels, size=min(n, 300), replace=False).tolist() + fresh:
+    changed = rng.choice(labels, size=min(n, 300), replace=False).tolist() + fresh
+    for i, label in enumerate(changed + changed[: len(changed) // 3]):  # some change twice
         new = None if rng.random() < 0.3 else float(rng.integers(0, 500))
         index.set(label, new)
         if new is None:
             truth.pop(label, None)
         else:
             truth[label] = new
+        if i % 50 == 0:  # counts between changes: their cached sorted tail must not go stale
+            assert index.count(-np.inf, True, np.inf, True) == len(truth)
     for _ in range(40):
         lo, hi = sorted(rng.integers(-10, 510, size=2).tolist())
         lo_incl, hi_incl = bool(rng.integers(2)), bool(rng.integers(2))
@@ -48,6 +51,8 @@ def test_numeric_range_matches_brute_force(n: int) -> None:
         candidates |= BitMap(fresh)
         assert set(index.among(candidates, lo, lo_incl, hi, hi_incl)) == want & set(candidates)
         assert index.estimate(lo, lo_incl, hi, hi_incl) >= len(want)
+        assert index.count(lo, lo_incl, hi, hi_incl) == len(want)
+    assert index.count(-np.inf, True, np.inf, True) == len(truth)
 
 
 def test_bitmap_of_any_order() -> None:

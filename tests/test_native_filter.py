@@ -232,3 +232,128 @@ def test_engine_uses_the_cpp_filter_at_any_selectivity(tmp_path: Path, share: fl
         assert all(group[int(h.id)] == 1 for h in res.hits)
     finally:
         engine.close()
+
+
+def value_column(seed: int, size: int = N) -> np.ndarray:
+    """A float64 value per label with some labels missing (NaN), as NumericIndex.column."""
+    rng = np.random.default_rng(seed)
+    column = rng.integers(0, 100, size).astype(np.float64)
+    column[rng.random(size) < 0.1] = np.nan
+    return column
+
+
+@pytest.mark.parametrize(
+    "bounds", [(20.0, True, 60.0, True), (20.0, False, 60.0, False), (-np.inf, True, 3.0, True)]
+)
+def test_column_range_matches_the_bitmap_of_the_range(
+    index: HnswIndex, queries: np.ndarray, bounds: tuple[float, bool, float, bool]
+) -> None:
+    column = value_column(seed=21)
+    lo, lo_incl, hi, hi_incl = bounds
+    inside = ((column >= lo) if lo_incl else (column > lo)) & (
+        (column <= hi) if hi_incl else (column < hi)
+    )
+    bm = BitMap(np.flatnonzero(inside).astype(np.uint32))
+    want = index.search(queries, K, EF, allowed=bm)
+    got = index.search(queries, K, EF, column_range=(column, bounds))
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+    assert inside[got[0].ravel()].all()
+
+
+def test_column_range_without_the_native_path(
+    index: HnswIndex, queries: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    column = value_column(seed=22)
+    bounds = (10.0, True, 30.0, False)
+    before = index.search(queries, K, EF, column_range=(column, bounds))
+    monkeypatch.setattr(native_filter, "NATIVE", False)
+    after = index.search(queries, K, EF, column_range=(column, bounds))
+    np.testing.assert_array_equal(after[0], before[0])
+
+
+@needs_ext
+def test_range_filter_reads_only_inside_its_column(
+    index: HnswIndex, queries: np.ndarray
+) -> None:
+    # A column shorter than the index: labels past its end have no value and never pass.
+    column = np.zeros(100, dtype=np.float64)
+    labels, _ = native_filter.knn_query_range(
+        index.index, queries, K, column, (0.0, True, 0.0, True)
+    )
+    assert labels.max() < 100
+    ext = native_filter._ext
+    ext.set_range(np.array([np.nan, 1.0, 2.0]), 1.0, True, 2.0, False)
+    try:
+        assert [ext.in_range(label) for label in range(5)] == [False, True, False, False, False]
+    finally:
+        ext.clear_range()
+    for bad in (np.zeros(4, dtype=np.float32), np.zeros((2, 2)), np.zeros(8)[::2]):
+        with pytest.raises(ValueError, match="float64"):
+            ext.set_range(bad, 0.0, True, 1.0, True)
+
+
+@needs_native
+def test_range_filter_runs_without_the_gil(index: HnswIndex, queries: np.ndarray) -> None:
+    ext = native_filter._ext
+    ext.reset_stats()
+    index.search(queries[:3], K, EF, column_range=(value_column(seed=23), (0.0, True, 50.0, True)))
+    assert ext.calls() > 0
+    assert not ext.gil_seen()
+
+
+@pytest.mark.parametrize("postfilter_min", [1.01, 0.0])
+def test_engine_searches_a_range_through_its_column(
+    tmp_path: Path, postfilter_min: float
+) -> None:
+    """A filter that is one indexed range is searched through the column (the filtered
+    traversal, or the post-filter's check), with |allowed| exact, also while updates wait in
+    the index's tail; deleted and moved points never come back."""
+    from sievedb_server.core.engine import Engine
+    from sievedb_server.core.types import CollectionSpec, FieldSpec, FieldType, SearchParams
+    from sievedb_server.filters.parser import parse
+    from sievedb_server.filters.planner import PlannerConfig
+
+    n = 3000
+    rng = np.random.default_rng(12)
+    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
+    year = rng.integers(1990, 2030, n)
+    engine = Engine(tmp_path / "data", checkpoint_interval_s=3600,
+                    planner=PlannerConfig(exact_budget=0, postfilter_min=postfilter_min))
+    try:
+        engine.create_collection(CollectionSpec(
+            "c", DIM, Metric.L2, HnswParams(full_scan_threshold=0),
+            schema=(FieldSpec("year", FieldType.INTEGER),),
+        ))
+        engine.upsert("c", list(range(n)), vectors, [{"year": int(y)} for y in year])
+        flt = parse("year >= 2000 and year < 2020")
+        inside = (year >= 2000) & (year < 2020)
+
+        def search(q: np.ndarray) -> tuple[list[int], object]:
+            res = engine.search("c", q, SearchParams(k=K, ef=32, explain=True), flt)
+            assert res.plan is not None
+            return [int(h.id) for h in res.hits], res.plan
+
+        ids, plan = search(vectors[0])
+        assert plan.allowed == int(inside.sum())
+        assert plan.strategy == ("hnsw_filtered" if postfilter_min > 1 else "hnsw_postfilter")
+        if postfilter_min > 1:
+            want = "C++" if native_filter.NATIVE else "Python"
+            assert f"{want} column range filter" in plan.detail
+        assert len(ids) == K and inside[ids].all()
+
+        # Delete the nearest allowed points: they are gone from the column as from the graph.
+        engine.delete("c", ids[:3])
+        inside[ids[:3]] = False
+        again, plan = search(vectors[0])
+        assert plan.allowed == int(inside.sum())
+        assert not set(again) & set(ids[:3]) and inside[again].all() and len(again) == K
+
+        # Updates wait in the tail (one moved out of the range, one into it): still exact.
+        engine.upsert("c", [ids[3], 7], vectors[[ids[3], 7]], [{"year": 1980}, {"year": 2001}])
+        inside[ids[3]], inside[7] = False, True
+        third, plan = search(vectors[0])
+        assert plan.allowed == int(inside.sum())
+        assert ids[3] not in third and inside[third].all() and len(third) == K
+    finally:
+        engine.close()

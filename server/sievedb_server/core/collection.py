@@ -559,16 +559,18 @@ class Collection:
     # -- reads -----------------------------------------------------------------------------
 
     def matching_labels(self, flt: Filter | None) -> BitMap:
-        """Exactly the live labels that pass `flt` (a snapshot copy)."""
+        """Exactly the live labels that pass `flt` (a snapshot copy: the resolver may hand out
+        an index's own bitmap, which writers change in place once the lock is released)."""
         with self._index_lock.read():
             if flt is None or flt.is_empty():
                 return BitMap(self.live_bitmap)
-            return resolve_filter(self, flt, force_exact=True).bitmap
+            return BitMap(resolve_filter(self, flt, force_exact=True).bitmap)
 
     def count(self, flt: Filter | None = None) -> int:
         if flt is None or flt.is_empty():
             return self._live_count
-        return len(self.matching_labels(flt))
+        with self._index_lock.read():  # a range is counted without building its bitmap
+            return len(resolve_filter(self, flt, force_exact=True))
 
     def delete_matching(self, flt: Filter) -> tuple[int, int]:
         with self._write_mutex:

@@ -17,10 +17,11 @@ import numpy as np
 from pyroaring import BitMap
 
 from sievedb_server.core.types import Metric, Plan, PlanStage, SearchParams
-from sievedb_server.filters.bitmaps import BitmapContext, allowed_superset
+from sievedb_server.filters.bitmaps import BitmapContext, allowed_superset, single_range
 from sievedb_server.filters.model import Filter
 from sievedb_server.filters.planner import choose, fallback_after_short_postfilter
 from sievedb_server.index import native_filter
+from sievedb_server.index.attributes import Bounds, ColumnRange, NumericIndex
 
 if TYPE_CHECKING:
     from sievedb_server.core.collection import Collection
@@ -32,17 +33,69 @@ __all__ = ["AllowedSet", "QueryOutcome", "resolve_filter", "run_query"]
 RECHECK_UPFRONT_MAX = 50_000
 
 
-@dataclass
 class AllowedSet:
-    """The labels a filter allows: exact, or a superset with a per-label check."""
+    """The labels a filter allows: exact, or a superset with a per-label check.
 
-    bitmap: BitMap
-    exact: bool
-    check: Callable[[int], bool] | None = None
-    nanos: int = 0
+    A filter that is one range over an indexed numeric field is kept as that range
+    (`column_range`, with its exact size from the sorted index) and its bitmap is built only if
+    a strategy asks for it: the filtered traversal and the post-filter test the column per
+    candidate, so a wide range costs nothing up front.
+    """
+
+    __slots__ = ("_bitmap", "_range", "check", "column_range", "count", "exact", "nanos")
+
+    def __init__(
+        self,
+        bitmap: BitMap | None,
+        exact: bool,
+        check: Callable[[int], bool] | None = None,
+        nanos: int = 0,
+        *,
+        numeric: tuple[NumericIndex, Bounds] | None = None,
+        count: int | None = None,
+    ) -> None:
+        self._bitmap = bitmap
+        self.exact = exact
+        self.check = check
+        self.nanos = nanos
+        self._range = numeric
+        self.column_range: ColumnRange | None = (
+            None if numeric is None else (numeric[0].column, numeric[1])
+        )
+        assert bitmap is not None or (numeric is not None and count is not None)
+        self.count = len(bitmap) if count is None else count  # type: ignore[arg-type]
+
+    @property
+    def bitmap(self) -> BitMap:
+        """The allowed labels (built from the range on first use, for a range set)."""
+        if self._bitmap is None:
+            assert self._range is not None
+            num, bounds = self._range
+            self._bitmap = num.range(*bounds)
+        return self._bitmap
+
+    @bitmap.setter
+    def bitmap(self, value: BitMap) -> None:
+        self._bitmap, self.count = value, len(value)
+
+    def contains(self, labels: np.ndarray) -> np.ndarray:
+        """A boolean mask: which of `labels` are allowed (the check included)."""
+        if self._bitmap is None and self.column_range is not None:
+            column, (lo, lo_incl, hi, hi_incl) = self.column_range
+            inside = labels < len(column)
+            v = column[np.where(inside, labels, 0)]
+            keep = inside & ((v >= lo) if lo_incl else (v > lo))  # NaN (no value): False
+            keep &= (v <= hi) if hi_incl else (v < hi)
+            return keep
+        bm, check = self.bitmap, self.check
+        return np.fromiter(
+            (lb in bm and (check is None or check(lb)) for lb in labels.tolist()),
+            dtype=bool,
+            count=len(labels),
+        )
 
     def __len__(self) -> int:
-        return len(self.bitmap)
+        return self.count
 
 
 @dataclass
@@ -57,6 +110,10 @@ def resolve_filter(coll: Collection, flt: Filter, *, force_exact: bool) -> Allow
     """Labels allowed by `flt`; exact unless it is big and `force_exact` is False."""
     t0 = time.perf_counter_ns()
     ctx = BitmapContext(coll.attr_index, coll.live_bitmap, coll.labels_of_ids)
+    if (numeric := single_range(flt, ctx)) is not None:  # exact, its bitmap built on demand
+        count = numeric[0].count(*numeric[1])
+        return AllowedSet(None, True, None, time.perf_counter_ns() - t0,
+                          numeric=numeric, count=count)
     bm, exact = allowed_superset(flt, ctx)
     check = None
     if not exact:
@@ -96,7 +153,7 @@ def run_query(
     if strategy == "empty":
         result = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
     elif strategy == "hnsw":
-        result = _graph(coll, q, k, choice.ef, None)
+        result = _graph(coll, q, k, choice.ef)
     elif strategy == "hnsw_postfilter":
         assert allowed is not None
         result, detail = _postfilter(coll, q, k, choice.fetch, choice.ef, allowed)
@@ -107,9 +164,11 @@ def run_query(
     if strategy.endswith("hnsw_filtered"):
         assert allowed is not None
         # The filtered traversal uses the caller's ef (a post-filter probe may have used more).
-        result = _graph(coll, q, k, max(ef, k), allowed.check, allowed.bitmap)
+        result = _graph(coll, q, k, max(ef, k), allowed)
         native = native_filter.NATIVE and allowed.check is None
-        how = "C++ label filter" if native else "Python label filter"
+        how = ("C++ " if native else "Python ") + (
+            "label filter" if allowed.column_range is None else "column range filter"
+        )
         detail = (detail + "; " if detail else "") + f"filtered traversal: {how}"
     if result is None or len(result[0]) < k:
         if not strategy.endswith("exact"):
@@ -134,17 +193,20 @@ def _to_scores(coll: Collection, dists: np.ndarray) -> np.ndarray:
 
 
 def _graph(
-    coll: Collection,
-    q: np.ndarray,
-    k: int,
-    ef: int,
-    filter_fn: Callable[[int], bool] | None = None,
-    allowed: BitMap | None = None,
+    coll: Collection, q: np.ndarray, k: int, ef: int, allowed: AllowedSet | None = None
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """HNSW search; with `allowed`, only those labels (the C++ filter when available, see
-    index/native_filter.py), and with `filter_fn` as well, labels that also pass it."""
+    index/native_filter.py: over the column for a range set, else the labels' bits; plus
+    the per-label check of a superset)."""
     try:
-        labels, dists = coll.graph.search(q, k, ef, filter_fn=filter_fn, allowed=allowed)
+        if allowed is None:
+            labels, dists = coll.graph.search(q, k, ef)
+        elif allowed.column_range is not None and allowed.check is None:
+            labels, dists = coll.graph.search(q, k, ef, column_range=allowed.column_range)
+        else:
+            labels, dists = coll.graph.search(
+                q, k, ef, filter_fn=allowed.check, allowed=allowed.bitmap
+            )
     except RuntimeError:
         return None  # hnswlib found fewer than k (disconnected by deletes or the filter)
     return labels[0], _to_scores(coll, dists[0])
@@ -154,16 +216,11 @@ def _postfilter(
     coll: Collection, q: np.ndarray, k: int, fetch: int, ef: int, allowed: AllowedSet
 ) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
     """Unfiltered search for `fetch` candidates, keep the allowed ones; None when short."""
-    found = _graph(coll, q, fetch, ef, None)
+    found = _graph(coll, q, fetch, ef)
     if found is None:
         return None, f"post-filter: graph returned fewer than {fetch}"
     labels, scores = found
-    bm, check = allowed.bitmap, allowed.check
-    keep = np.fromiter(
-        (lb in bm and (check is None or check(lb)) for lb in labels.tolist()),
-        dtype=bool,
-        count=len(labels),
-    )
+    keep = allowed.contains(labels)
     if keep.sum() < k:
         return None, f"post-filter: {int(keep.sum())} of {fetch} candidates allowed"
     idx = np.flatnonzero(keep)[:k]

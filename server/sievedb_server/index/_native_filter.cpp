@@ -21,6 +21,13 @@
 //
 // The bit array's memory is owned by a numpy array that the Python side keeps referenced for
 // as long as it is installed; this module only borrows the pointer.
+//
+// A second filter, `in_range`, needs no allowed set at all: it reads the candidate's value from
+// a label-ordered float64 column (NaN = no value) and tests it against installed bounds. A
+// filter that is one range over an indexed numeric field is searched this way, so a wide range
+// costs nothing before the traversal (its bit array would cost tens of microseconds to build).
+// The column is borrowed like the bits, and the caller holds the collection's read lock, so no
+// writer changes it during the search.
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -43,6 +50,14 @@ thread_local std::size_t t_nbits = 0;                 // labels >= t_nbits are n
 thread_local std::uint64_t t_calls = 0;               // filter calls on this thread
 thread_local bool t_gil_seen = false;                 // any call made with the GIL held?
 
+struct RangeFilter {
+    const double* column = nullptr;  // value by label, NaN = none
+    std::size_t size = 0;            // labels >= size have no value
+    double lo = 0, hi = 0;
+    bool lo_incl = true, hi_incl = true;
+};
+thread_local RangeFilter t_range;
+
 // The filter hnswlib calls per candidate. Its signature must stay exactly bool(size_t) and it
 // must stay a plain function (no captures) or pybind11 falls back to the Python-call wrapper.
 bool allowed(std::size_t label) {
@@ -52,6 +67,29 @@ bool allowed(std::size_t label) {
     if (PyGILState_Check()) t_gil_seen = true;
     return label < t_nbits && ((t_bits[label >> 6] >> (label & 63)) & 1U) != 0;
 }
+
+// The range filter hnswlib calls per candidate (same constraints as `allowed`). NaN compares
+// false, so a label without a value is never allowed.
+bool in_range(std::size_t label) {
+    ++t_calls;
+    if (PyGILState_Check()) t_gil_seen = true;
+    const RangeFilter& r = t_range;
+    if (label >= r.size) return false;
+    const double v = r.column[label];
+    return (r.lo_incl ? v >= r.lo : v > r.lo) && (r.hi_incl ? v <= r.hi : v < r.hi);
+}
+
+void set_range(const py::buffer& buf, double lo, bool lo_incl, double hi, bool hi_incl) {
+    py::buffer_info info = buf.request();
+    if (info.ndim != 1 || info.itemsize != 8 || info.format != py::format_descriptor<double>::format() ||
+        (info.size > 1 && info.strides[0] != 8)) {
+        throw std::invalid_argument("a range column must be a contiguous 1-D float64 array");
+    }
+    t_range = RangeFilter{static_cast<const double*>(info.ptr), static_cast<std::size_t>(info.size),
+                          lo, hi, lo_incl, hi_incl};
+}
+
+void clear_range() { t_range = RangeFilter{}; }
 
 void set_bits(const py::buffer& buf) {
     py::buffer_info info = buf.request();
@@ -160,13 +198,21 @@ py::array_t<std::uint64_t> roaring_bits(const py::bytes& serialized) {
 }  // namespace
 
 PYBIND11_MODULE(_native_filter, m) {
-    m.doc() = "Thread-local bit-per-label filter for hnswlib's knn_query (GIL-free fast path).";
+    m.doc() = "Thread-local label filters (membership bits, a column range) for hnswlib's "
+            "knn_query (GIL-free fast path).";
     m.def("allowed", &allowed, py::arg("label"),
           "True when `label` is set in this thread's installed membership bits.");
     m.def("set_bits", &set_bits, py::arg("bits"),
           "Install a contiguous uint64 array as this thread's membership bits (borrowed: the "
           "caller keeps it alive until clear_bits()).");
     m.def("clear_bits", &clear_bits, "Uninstall this thread's membership bits.");
+    m.def("in_range", &in_range, py::arg("label"),
+          "True when column[label] lies within this thread's installed range (NaN: never).");
+    m.def("set_range", &set_range, py::arg("column"), py::arg("lo"), py::arg("lo_incl"),
+          py::arg("hi"), py::arg("hi_incl"),
+          "Install a contiguous float64 column (borrowed: the caller keeps it alive and "
+          "unchanged until clear_range()) and bounds as this thread's range filter.");
+    m.def("clear_range", &clear_range, "Uninstall this thread's range filter.");
     m.def("roaring_bits", &roaring_bits, py::arg("serialized"),
           "The uint64 bit array of a pyroaring BitMap.serialize() (words up to its last "
           "container).");

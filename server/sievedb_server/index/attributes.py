@@ -35,13 +35,16 @@ from sievedb_server.core.types import FieldSpec, FieldType
 from sievedb_server.filters.model import value_key
 from sievedb_server.index import native_scan
 
-__all__ = ["AttributeIndex", "NumericIndex", "StagedChanges", "bitmap_of"]
+__all__ = ["AttributeIndex", "Bounds", "ColumnRange", "NumericIndex", "StagedChanges", "bitmap_of"]
 
 POSTING_TYPES = {FieldType.KEYWORD, FieldType.KEYWORD_LIST, FieldType.INTEGER, FieldType.BOOLEAN}
 NUMERIC_TYPES = {FieldType.INTEGER, FieldType.FLOAT, FieldType.DATETIME}
 PRESENT = ("__present__", True)
 NULL = ("__null__", True)
 MERGE_MIN = 4096
+
+Bounds = tuple[float, bool, float, bool]  # lo, lo inclusive, hi, hi inclusive
+ColumnRange = tuple[np.ndarray, Bounds]  # a NumericIndex column (value by label) and a range
 
 
 def _posting_key(fname: str, vkey: tuple[str, Any]) -> bytes:
@@ -121,6 +124,12 @@ class NumericIndex:
         size = int(labels.max()) + 1 if len(labels) else 0
         self.column = np.full(max(size, 1024), np.nan)
         self.column[labels] = values
+        # Sorted position of each base label (-1: not in the base), so `count` can discount
+        # the stale ones; and the sorted (stale positions, tail values) it needs, built on
+        # first use after a change.
+        self.position = np.full(size, -1, dtype=np.int32)
+        self.position[self.labels] = np.arange(len(self.labels), dtype=np.int32)
+        self._changed: tuple[np.ndarray, np.ndarray] | None = None
         self.width = self.WIDTH
         # levels[0] are the runs' bitmaps; levels[l][j] is the union of runs
         # [j·2^l, (j+1)·2^l), so any span of whole runs is a union of O(log runs) bitmaps.
@@ -147,6 +156,7 @@ class NumericIndex:
             self.column = grown
         self.column[label] = np.nan if value is None else value
         self.stale.add(label)
+        self._changed = None
         if value is None:
             self.tail.pop(label, None)
         else:
@@ -205,6 +215,27 @@ class NumericIndex:
         left = int(np.searchsorted(self.values, lo, side="left" if lo_incl else "right"))
         right = int(np.searchsorted(self.values, hi, side="right" if hi_incl else "left"))
         return max(right - left, 0) + len(self.tail)
+
+    def count(self, lo: float, lo_incl: bool, hi: float, hi_incl: bool) -> int:
+        """The exact number of labels in the range, by binary searches: the base's, less its
+        stale entries in the range, plus the tail's values in the range."""
+        left = int(np.searchsorted(self.values, lo, side="left" if lo_incl else "right"))
+        right = int(np.searchsorted(self.values, hi, side="right" if hi_incl else "left"))
+        n = max(right - left, 0)
+        if not self.stale:
+            return n
+        if self._changed is None:
+            stale = np.frombuffer(self.stale.to_array(), dtype=np.uint32)
+            stale = stale[stale < len(self.position)]
+            positions = self.position[stale]
+            tail = np.fromiter(self.tail.values(), dtype=np.float64, count=len(self.tail))
+            self._changed = (np.sort(positions[positions >= 0]), np.sort(tail))
+        positions, tail = self._changed
+        if n:
+            n -= int(np.searchsorted(positions, right) - np.searchsorted(positions, left))
+        t_left = np.searchsorted(tail, lo, side="left" if lo_incl else "right")
+        t_right = np.searchsorted(tail, hi, side="right" if hi_incl else "left")
+        return n + max(int(t_right - t_left), 0)
 
     def among(self, candidates: BitMap, lo: float, lo_incl: bool, hi: float,
               hi_incl: bool) -> BitMap:

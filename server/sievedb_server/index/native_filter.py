@@ -30,7 +30,8 @@ import numpy as np
 from pyroaring import BitMap
 
 __all__ = [
-    "NATIVE", "REASON", "installed", "knn_query", "membership", "runs_inline", "warn_once_if_off",
+    "NATIVE", "REASON", "installed", "knn_query", "knn_query_range", "membership", "runs_inline",
+    "warn_once_if_off",
 ]
 
 try:
@@ -106,6 +107,30 @@ def knn_query(
         )
     finally:
         _pop()
+
+
+def knn_query_range(
+    index: Any,
+    queries: np.ndarray,
+    k: int,
+    column: np.ndarray,
+    bounds: tuple[float, bool, float, bool],
+    num_threads: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`index.knn_query` restricted to labels whose `column` value (float64 by label, NaN = no
+    value) lies within `bounds` = (lo, lo inclusive, hi, hi inclusive): the C++ `in_range`
+    filter reads the column per candidate, so no allowed set is built. Needs the extension and
+    an unchanging column for the call (the caller's read lock); see `runs_inline`."""
+    if _ext is None:
+        raise RuntimeError(f"sievedb_server._native_filter is not available: {REASON}")
+    lo, lo_incl, hi, hi_incl = bounds
+    _ext.set_range(column, lo, lo_incl, hi, hi_incl)
+    try:
+        return index.knn_query(  # type: ignore[no-any-return]
+            queries, k=k, num_threads=num_threads, filter=_ext.in_range
+        )
+    finally:
+        _ext.clear_range()
 
 
 def _push(bits: np.ndarray) -> None:
