@@ -12,9 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyroaring import BitMap
 from sievedb_server.core.types import HnswParams, Metric
 from sievedb_server.index import native_filter
+from sievedb_server.index.attributes import bitmap_of
 from sievedb_server.index.hnsw import HnswIndex
 
 N, DIM, K, EF = 2000, 16, 5, 64
@@ -357,3 +360,38 @@ def test_engine_searches_a_range_through_its_column(
         assert ids[3] not in third and inside[third].all() and len(third) == K
     finally:
         engine.close()
+
+
+@needs_ext
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 2**32 - 1), max_size=300)
+    | st.lists(st.integers(0, 70_000), max_size=6_000)
+    | st.lists(st.integers(130_000, 140_000), min_size=4_500, max_size=6_000),
+    st.sampled_from([np.int64, np.uint32]),
+)
+def test_roaring_of_is_the_bitmap_of_the_labels(labels: list[int], dtype: type) -> None:
+    """Sparse input (sorted), dense input (bit array), array and bitset containers, repeats."""
+    arr = np.array(labels, dtype=dtype)
+    got = native_filter.roaring_of(arr)
+    assert got == BitMap(labels)
+    assert bitmap_of(arr) == BitMap(labels)
+
+
+@needs_ext
+def test_roaring_of_refuses_labels_outside_uint32() -> None:
+    for bad in (np.array([-1], dtype=np.int64), np.array([2**32], dtype=np.int64)):
+        with pytest.raises(ValueError, match="uint32"):
+            native_filter._ext.roaring_of(bad)
+    with pytest.raises(ValueError, match="1-D"):
+        native_filter._ext.roaring_of(np.zeros((2, 2), dtype=np.int64))
+    with pytest.raises(ValueError, match="uint32 or int64"):
+        native_filter._ext.roaring_of(np.zeros(3, dtype=np.float64))
+    # Other integer types are converted by the wrapper.
+    assert native_filter.roaring_of(np.array([3, 1, 3], dtype=np.int32)) == BitMap([1, 3])
+
+
+def test_bitmap_of_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(native_filter, "_ext", None)
+    assert native_filter.roaring_of(np.arange(3)) is None
+    assert bitmap_of(np.array([70_000, 5, 5, 1], dtype=np.int64)) == BitMap([1, 5, 70_000])

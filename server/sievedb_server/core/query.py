@@ -111,9 +111,13 @@ def resolve_filter(coll: Collection, flt: Filter, *, force_exact: bool) -> Allow
     t0 = time.perf_counter_ns()
     ctx = BitmapContext(coll.attr_index, coll.live_bitmap, coll.labels_of_ids)
     if (numeric := single_range(flt, ctx)) is not None:  # exact, its bitmap built on demand
-        count = numeric[0].count(*numeric[1])
-        return AllowedSet(None, True, None, time.perf_counter_ns() - t0,
-                          numeric=numeric, count=count)
+        num, bounds = numeric
+        count = num.count(*bounds)
+        if count * coll.dim > coll.planner.exact_budget:  # a graph strategy will test the column
+            return AllowedSet(None, True, None, time.perf_counter_ns() - t0,
+                              numeric=numeric, count=count)
+        # Small enough to be scanned exactly (the planner's first test): the scan needs labels.
+        return AllowedSet(num.range(*bounds), True, None, time.perf_counter_ns() - t0)
     bm, exact = allowed_superset(flt, ctx)
     check = None
     if not exact:

@@ -34,10 +34,12 @@
 
 #include <Python.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -81,12 +83,13 @@ bool in_range(std::size_t label) {
 
 void set_range(const py::buffer& buf, double lo, bool lo_incl, double hi, bool hi_incl) {
     py::buffer_info info = buf.request();
-    if (info.ndim != 1 || info.itemsize != 8 || info.format != py::format_descriptor<double>::format() ||
+    if (info.ndim != 1 || info.itemsize != 8 ||
+        info.format != py::format_descriptor<double>::format() ||
         (info.size > 1 && info.strides[0] != 8)) {
         throw std::invalid_argument("a range column must be a contiguous 1-D float64 array");
     }
-    t_range = RangeFilter{static_cast<const double*>(info.ptr), static_cast<std::size_t>(info.size),
-                          lo, hi, lo_incl, hi_incl};
+    t_range = RangeFilter{static_cast<const double*>(info.ptr),
+                          static_cast<std::size_t>(info.size), lo, hi, lo_incl, hi_incl};
 }
 
 void clear_range() { t_range = RangeFilter{}; }
@@ -195,6 +198,120 @@ py::array_t<std::uint64_t> roaring_bits(const py::bytes& serialized) {
     return out;
 }
 
+// The portable serialization of the set of `labels` (uint32 or int64, any order, repeats
+// allowed; each must be a uint32): what pyroaring's BitMap.deserialize() reads. Building a
+// BitMap from a label array inserts label by label (tens of microseconds per thousand labels);
+// deserializing copies whole containers, so this is the fast way from labels to a BitMap.
+// Containers are arrays up to 4096 values and bitsets above, as CRoaring makes them; no runs.
+template <typename T>
+py::bytes roaring_of_labels(const T* lab, std::size_t n) {
+    std::uint64_t top = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto v = static_cast<std::int64_t>(lab[i]);
+        if (v < 0 || v > 0xFFFFFFFFLL) throw std::invalid_argument("label outside uint32");
+        top = std::max<std::uint64_t>(top, static_cast<std::uint64_t>(v));
+    }
+    const std::size_t chunks = n == 0 ? 0 : static_cast<std::size_t>(top >> 16) + 1;
+    // Sparse input (few labels over many chunks): sort the labels instead of scanning bits.
+    std::vector<std::uint64_t> words;
+    std::vector<std::uint32_t> sorted;
+    const bool sparse = n * 4 < chunks * kWordsPerContainer;
+    std::vector<std::uint32_t> cards(chunks, 0);
+    if (sparse) {
+        sorted.assign(lab, lab + n);
+        std::sort(sorted.begin(), sorted.end());
+        sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+        for (std::uint32_t v : sorted) ++cards[v >> 16];
+    } else {
+        words.assign(chunks * kWordsPerContainer, 0);
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto v = static_cast<std::uint64_t>(lab[i]);
+            words[v >> 6] |= 1ULL << (v & 63);
+        }
+        for (std::size_t c = 0; c < chunks; ++c) {
+            const std::uint64_t* w = words.data() + c * kWordsPerContainer;
+            std::uint32_t card = 0;
+            for (std::size_t i = 0; i < kWordsPerContainer; ++i) {
+                card += static_cast<std::uint32_t>(__builtin_popcountll(w[i]));
+            }
+            cards[c] = card;
+        }
+    }
+    std::size_t used = 0, bytes = 8;
+    for (std::size_t c = 0; c < chunks; ++c) {
+        if (cards[c] == 0) continue;
+        ++used;
+        bytes += 8 + (cards[c] > 4096 ? kWordsPerContainer * 8 : std::size_t{cards[c]} * 2);
+    }
+    std::string out(bytes, '\0');
+    char* p = out.data();
+    auto put = [&p](const void* src, std::size_t len) { std::memcpy(p, src, len); p += len; };
+    const std::uint32_t cookie = kCookieNoRuns, count = static_cast<std::uint32_t>(used);
+    put(&cookie, 4);
+    put(&count, 4);
+    for (std::size_t c = 0; c < chunks; ++c) {
+        if (cards[c] == 0) continue;
+        const auto key = static_cast<std::uint16_t>(c);
+        const auto card1 = static_cast<std::uint16_t>(cards[c] - 1);
+        put(&key, 2);
+        put(&card1, 2);
+    }
+    auto container_bytes = [](std::uint32_t card) -> std::size_t {
+        return card > 4096 ? kWordsPerContainer * 8 : std::size_t{card} * 2;
+    };
+    auto offset = static_cast<std::uint32_t>(8 + 8 * used);
+    for (std::size_t c = 0; c < chunks; ++c) {
+        if (cards[c] == 0) continue;
+        put(&offset, 4);
+        offset += static_cast<std::uint32_t>(container_bytes(cards[c]));
+    }
+    std::size_t next = 0;  // sparse: position in `sorted`
+    for (std::size_t c = 0; c < chunks; ++c) {
+        if (cards[c] == 0) continue;
+        if (cards[c] > 4096) {
+            if (sparse) {  // a dense chunk among sparse ones: its bits from the sorted run
+                std::uint64_t chunk[kWordsPerContainer] = {};
+                for (std::uint32_t j = 0; j < cards[c]; ++j) {
+                    const std::uint32_t low = sorted[next++] & 0xFFFF;
+                    chunk[low >> 6] |= 1ULL << (low & 63);
+                }
+                put(chunk, sizeof(chunk));
+            } else {
+                put(words.data() + c * kWordsPerContainer, kWordsPerContainer * 8);
+            }
+        } else if (sparse) {
+            for (std::uint32_t j = 0; j < cards[c]; ++j) {
+                const std::uint16_t low = static_cast<std::uint16_t>(sorted[next++] & 0xFFFF);
+                put(&low, 2);
+            }
+        } else {
+            const std::uint64_t* w = words.data() + c * kWordsPerContainer;
+            for (std::size_t i = 0; i < kWordsPerContainer; ++i) {
+                for (std::uint64_t bits = w[i]; bits != 0; bits &= bits - 1) {
+                    const auto low = static_cast<std::uint16_t>(i * 64 + __builtin_ctzll(bits));
+                    put(&low, 2);
+                }
+            }
+        }
+    }
+    return py::bytes(out);
+}
+
+constexpr int kContiguous = py::array::c_style | py::array::forcecast;
+
+py::bytes roaring_of(const py::array& labels) {
+    if (labels.ndim() != 1) throw std::invalid_argument("labels must be a 1-D array");
+    if (py::isinstance<py::array_t<std::uint32_t>>(labels)) {
+        auto a = py::array_t<std::uint32_t, kContiguous>::ensure(labels);
+        return roaring_of_labels(a.data(), static_cast<std::size_t>(a.size()));
+    }
+    if (py::isinstance<py::array_t<std::int64_t>>(labels)) {
+        auto a = py::array_t<std::int64_t, kContiguous>::ensure(labels);
+        return roaring_of_labels(a.data(), static_cast<std::size_t>(a.size()));
+    }
+    throw std::invalid_argument("labels must be uint32 or int64");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native_filter, m) {
@@ -216,6 +333,9 @@ PYBIND11_MODULE(_native_filter, m) {
     m.def("roaring_bits", &roaring_bits, py::arg("serialized"),
           "The uint64 bit array of a pyroaring BitMap.serialize() (words up to its last "
           "container).");
+    m.def("roaring_of", &roaring_of, py::arg("labels"),
+          "The roaring portable serialization (BitMap.deserialize) of a uint32 or int64 label "
+          "array, any order, repeats allowed.");
     m.def("calls", []() { return t_calls; }, "Filter calls made on this thread.");
     m.def("gil_seen", []() { return t_gil_seen; },
           "Whether a filter call on this thread ran with the GIL held (the slow path).");

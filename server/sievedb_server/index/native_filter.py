@@ -30,8 +30,8 @@ import numpy as np
 from pyroaring import BitMap
 
 __all__ = [
-    "NATIVE", "REASON", "installed", "knn_query", "knn_query_range", "membership", "runs_inline",
-    "warn_once_if_off",
+    "NATIVE", "REASON", "installed", "knn_query", "knn_query_range", "membership",
+    "roaring_available", "roaring_of", "runs_inline", "warn_once_if_off",
 ]
 
 try:
@@ -60,6 +60,22 @@ def membership(allowed: BitMap | np.ndarray) -> np.ndarray:
     if not isinstance(allowed, BitMap):
         allowed = BitMap(np.ascontiguousarray(allowed, dtype=np.uint32))
     return _ext.roaring_bits(allowed.serialize())
+
+
+def roaring_available() -> bool:
+    """Whether `roaring_of` builds bitmaps in C++ (the extension is built)."""
+    return _ext is not None
+
+
+def roaring_of(labels: np.ndarray) -> BitMap | None:
+    """The BitMap of integer `labels` (any order, repeats allowed) built in C++ as a roaring
+    serialization and deserialized (whole containers copied, where BitMap(labels) inserts one
+    label at a time); None when the extension is not built."""
+    if _ext is None:
+        return None
+    if labels.dtype != np.uint32 and labels.dtype != np.int64:
+        labels = labels.astype(np.int64)
+    return BitMap.deserialize(_ext.roaring_of(labels))
 
 
 def runs_inline(rows: int, num_threads: int) -> bool:
