@@ -18,6 +18,7 @@ from pyroaring import BitMap
 from sievedb_server.core.types import HnswParams, Metric
 from sievedb_server.index import native_filter
 from sievedb_server.index.attributes import bitmap_of
+from sievedb_server.index.column_filter import ColumnCodes, ColumnRange
 from sievedb_server.index.hnsw import HnswIndex
 
 N, DIM, K, EF = 2000, 16, 5, 64
@@ -258,7 +259,7 @@ def test_column_range_matches_the_bitmap_of_the_range(
     )
     bm = BitMap(np.flatnonzero(inside).astype(np.uint32))
     want = index.search(queries, K, EF, allowed=bm)
-    got = index.search(queries, K, EF, column_range=(column, bounds))
+    got = index.search(queries, K, EF, column_filter=ColumnRange(column, bounds))
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
     assert inside[got[0].ravel()].all()
@@ -269,9 +270,9 @@ def test_column_range_without_the_native_path(
 ) -> None:
     column = value_column(seed=22)
     bounds = (10.0, True, 30.0, False)
-    before = index.search(queries, K, EF, column_range=(column, bounds))
+    before = index.search(queries, K, EF, column_filter=ColumnRange(column, bounds))
     monkeypatch.setattr(native_filter, "NATIVE", False)
-    after = index.search(queries, K, EF, column_range=(column, bounds))
+    after = index.search(queries, K, EF, column_filter=ColumnRange(column, bounds))
     np.testing.assert_array_equal(after[0], before[0])
 
 
@@ -281,8 +282,8 @@ def test_range_filter_reads_only_inside_its_column(
 ) -> None:
     # A column shorter than the index: labels past its end have no value and never pass.
     column = np.zeros(100, dtype=np.float64)
-    labels, _ = native_filter.knn_query_range(
-        index.index, queries, K, column, (0.0, True, 0.0, True)
+    labels, _ = native_filter.knn_query_column(
+        index.index, queries, K, ColumnRange(column, (0.0, True, 0.0, True))
     )
     assert labels.max() < 100
     ext = native_filter._ext
@@ -300,7 +301,8 @@ def test_range_filter_reads_only_inside_its_column(
 def test_range_filter_runs_without_the_gil(index: HnswIndex, queries: np.ndarray) -> None:
     ext = native_filter._ext
     ext.reset_stats()
-    index.search(queries[:3], K, EF, column_range=(value_column(seed=23), (0.0, True, 50.0, True)))
+    column = ColumnRange(value_column(seed=23), (0.0, True, 50.0, True))
+    index.search(queries[:3], K, EF, column_filter=column)
     assert ext.calls() > 0
     assert not ext.gil_seen()
 
@@ -342,7 +344,7 @@ def test_engine_searches_a_range_through_its_column(
         assert plan.strategy == ("hnsw_filtered" if postfilter_min > 1 else "hnsw_postfilter")
         if postfilter_min > 1:
             want = "C++" if native_filter.NATIVE else "Python"
-            assert f"{want} column range filter" in plan.detail
+            assert f"{want} column filter" in plan.detail
         assert len(ids) == K and inside[ids].all()
 
         # Delete the nearest allowed points: they are gone from the column as from the graph.
@@ -395,3 +397,110 @@ def test_bitmap_of_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(native_filter, "_ext", None)
     assert native_filter.roaring_of(np.arange(3)) is None
     assert bitmap_of(np.array([70_000, 5, 5, 1], dtype=np.int64)) == BitMap([1, 5, 70_000])
+
+
+def code_filter(seed: int, allowed_codes: list[int]) -> ColumnCodes:
+    """A code column over N labels (codes 0..199, some labels without a value) and the bits
+    of `allowed_codes`."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 200, N).astype(np.int32)
+    codes[rng.random(N) < 0.1] = -1
+    words = np.zeros(max(allowed_codes, default=0) // 64 + 1, dtype=np.uint64)
+    for c in allowed_codes:
+        words[c >> 6] |= np.uint64(1 << (c & 63))
+    return ColumnCodes(codes, words)
+
+
+@pytest.mark.parametrize("allowed_codes", [[5], list(range(0, 200, 2)), [63, 64, 199]])
+def test_column_codes_match_the_bitmap_of_the_codes(
+    index: HnswIndex, queries: np.ndarray, allowed_codes: list[int]
+) -> None:
+    test = code_filter(31, allowed_codes)
+    inside = np.isin(test.codes, allowed_codes)
+    np.testing.assert_array_equal(test.mask(np.arange(N + 5, dtype=np.int64)),
+                                  np.concatenate([inside, np.zeros(5, dtype=bool)]))
+    bm = BitMap(np.flatnonzero(inside).astype(np.uint32))
+    want = index.search(queries, K, EF, allowed=bm)
+    got = index.search(queries, K, EF, column_filter=test)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert inside[got[0].ravel()].all()
+    callback = test.callback()
+    assert [callback(lb) for lb in range(50)] == inside[:50].tolist()
+    assert not callback(N + 10)
+
+
+@needs_ext
+def test_code_filter_refuses_wrong_columns() -> None:
+    ext = native_filter._ext
+    ext.set_codes(np.array([-1, 0, 1, 70], dtype=np.int32), np.array([0b10], dtype=np.uint64))
+    try:  # code 70 lies past the allowed bits: not allowed
+        assert [ext.in_codes(label) for label in range(6)] == [False, False, True, False,
+                                                                False, False]
+    finally:
+        ext.clear_codes()
+    with pytest.raises(ValueError, match="int32"):
+        ext.set_codes(np.zeros(4, dtype=np.int64), np.zeros(1, dtype=np.uint64))
+    with pytest.raises(ValueError, match="uint64"):
+        ext.set_codes(np.zeros(4, dtype=np.int32), np.zeros((1, 1), dtype=np.uint64))
+
+
+@pytest.mark.parametrize(
+    ("expr", "inside"),
+    [
+        ('tag == "a"', lambda tag: tag == "a"),
+        ('tag in ["a", "c", "zz"]', lambda tag: np.isin(tag, ["a", "c", "zz"])),
+        ('tag != "b"', lambda tag: (tag != "b") & (tag != "")),
+    ],
+)
+def test_engine_searches_a_keyword_match_through_its_codes(
+    tmp_path: Path, expr: str, inside: object
+) -> None:
+    """A match on a single-valued keyword field is a code-column test: exact |allowed| (points
+    without the field excluded, as the reference says), hits that pass, and code changes on
+    update and delete."""
+    from sievedb_server.core.engine import Engine
+    from sievedb_server.core.types import CollectionSpec, FieldSpec, FieldType, SearchParams
+    from sievedb_server.filters.parser import parse
+    from sievedb_server.filters.planner import PlannerConfig
+
+    n = 3000
+    rng = np.random.default_rng(13)
+    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
+    tags = rng.choice(np.array(["a", "b", "c", ""], dtype="<U2"), n)  # "": no tag attribute
+    engine = Engine(tmp_path / "data", checkpoint_interval_s=3600,
+                    planner=PlannerConfig(exact_budget=0, postfilter_min=1.01))
+    try:
+        engine.create_collection(CollectionSpec(
+            "c", DIM, Metric.L2, HnswParams(full_scan_threshold=0),
+            schema=(FieldSpec("tag", FieldType.KEYWORD),),
+        ))
+        engine.upsert("c", list(range(n)), vectors,
+                      [{"tag": str(t)} if t else {} for t in tags])
+        flt = parse(expr)
+
+        def check() -> list[int]:
+            mask = inside(tags)  # type: ignore[operator]
+            res = engine.search("c", vectors[0], SearchParams(k=K, ef=32, explain=True), flt)
+            assert res.plan is not None and res.plan.allowed == int(mask.sum())
+            assert "column filter" in res.plan.detail, res.plan.detail
+            ids = [int(h.id) for h in res.hits]
+            assert len(ids) == K and mask[ids].all()
+            assert engine.count("c", flt) == int(mask.sum())
+            return ids
+
+        ids = check()
+        # Move hits to another value (allowed by one filter, not the others), delete one: the
+        # codes follow.
+        engine.upsert("c", ids[:3], vectors[ids[:3]], [{"tag": "zz"}] * 3)
+        tags[ids[:3]] = "zz"
+        engine.delete("c", ids[3:4])
+        tags[ids[3]] = ""
+        again = check()
+        assert ids[3] not in again
+        # A restart rebuilds the codes from the postings in LMDB.
+        engine.close()
+        engine = Engine(tmp_path / "data", checkpoint_interval_s=3600,
+                        planner=PlannerConfig(exact_budget=0, postfilter_min=1.01))
+        assert check() == again
+    finally:
+        engine.close()

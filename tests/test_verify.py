@@ -74,3 +74,25 @@ def test_repair_rebuilds_the_graph(tmp_path: Path) -> None:
     assert find_problems(coll) == []
     assert eng.search("c", vecs[3], SearchParams(k=1)).hits[0].id == 3
     eng.close()
+
+
+def test_verify_finds_a_code_column_out_of_step(tmp_path: Path) -> None:
+    """The code columns (single-valued fields' values by label) are checked against the
+    postings they mirror; repairing reloads them."""
+    from sievedb_server.core.verify import repair_collection
+
+    _make(tmp_path)
+    eng = Engine(tmp_path, checkpoint_interval_s=3600)
+    try:
+        coll = eng.collection("c")
+        assert find_problems(coll) == []
+        column = coll.attr_index.codes["tag"]
+        column.column[5] = column.code_of[("s", "t1")]  # point 5 holds "t2"
+        assert [p.message for p in find_problems(coll)] == [
+            "code column 'tag' differs from a recomputation"
+        ]
+        assert repair_collection(coll)
+        assert find_problems(coll) == []
+        assert eng.count("c", parse('tag == "t2"')) == 100
+    finally:
+        eng.close()

@@ -17,11 +17,16 @@ import numpy as np
 from pyroaring import BitMap
 
 from sievedb_server.core.types import Metric, Plan, PlanStage, SearchParams
-from sievedb_server.filters.bitmaps import BitmapContext, allowed_superset, single_range
+from sievedb_server.filters.bitmaps import (
+    BitmapContext,
+    ColumnForm,
+    allowed_superset,
+    column_form,
+)
 from sievedb_server.filters.model import Filter
 from sievedb_server.filters.planner import choose, fallback_after_short_postfilter
 from sievedb_server.index import native_filter
-from sievedb_server.index.attributes import Bounds, ColumnRange, NumericIndex
+from sievedb_server.index.column_filter import ColumnFilter
 
 if TYPE_CHECKING:
     from sievedb_server.core.collection import Collection
@@ -36,13 +41,13 @@ RECHECK_UPFRONT_MAX = 50_000
 class AllowedSet:
     """The labels a filter allows: exact, or a superset with a per-label check.
 
-    A filter that is one range over an indexed numeric field is kept as that range
-    (`column_range`, with its exact size from the sorted index) and its bitmap is built only if
-    a strategy asks for it: the filtered traversal and the post-filter test the column per
-    candidate, so a wide range costs nothing up front.
+    A filter that is one condition on one indexed field (a range, or a match on a
+    single-valued field) is kept as a column test (`column`, index/column_filter.py) with its
+    exact size, and its bitmap is built only if a strategy asks for it: the filtered traversal
+    and the post-filter test the column per candidate, so a wide filter costs nothing up front.
     """
 
-    __slots__ = ("_bitmap", "_range", "check", "column_range", "count", "exact", "nanos")
+    __slots__ = ("_bitmap", "_build", "check", "column", "count", "exact", "nanos")
 
     def __init__(
         self,
@@ -51,27 +56,26 @@ class AllowedSet:
         check: Callable[[int], bool] | None = None,
         nanos: int = 0,
         *,
-        numeric: tuple[NumericIndex, Bounds] | None = None,
-        count: int | None = None,
+        form: ColumnForm | None = None,
     ) -> None:
         self._bitmap = bitmap
         self.exact = exact
         self.check = check
         self.nanos = nanos
-        self._range = numeric
-        self.column_range: ColumnRange | None = (
-            None if numeric is None else (numeric[0].column, numeric[1])
-        )
-        assert bitmap is not None or (numeric is not None and count is not None)
-        self.count = len(bitmap) if count is None else count  # type: ignore[arg-type]
+        self.column: ColumnFilter | None = None if form is None else form.test
+        self._build = None if form is None else form.build
+        if bitmap is not None:
+            self.count = len(bitmap)
+        else:
+            assert form is not None
+            self.count = form.count
 
     @property
     def bitmap(self) -> BitMap:
-        """The allowed labels (built from the range on first use, for a range set)."""
+        """The allowed labels (built on first use, for a column test)."""
         if self._bitmap is None:
-            assert self._range is not None
-            num, bounds = self._range
-            self._bitmap = num.range(*bounds)
+            assert self._build is not None
+            self._bitmap = self._build()
         return self._bitmap
 
     @bitmap.setter
@@ -79,14 +83,9 @@ class AllowedSet:
         self._bitmap, self.count = value, len(value)
 
     def contains(self, labels: np.ndarray) -> np.ndarray:
-        """A boolean mask: which of `labels` are allowed (the check included)."""
-        if self._bitmap is None and self.column_range is not None:
-            column, (lo, lo_incl, hi, hi_incl) = self.column_range
-            inside = labels < len(column)
-            v = column[np.where(inside, labels, 0)]
-            keep = inside & ((v >= lo) if lo_incl else (v > lo))  # NaN (no value): False
-            keep &= (v <= hi) if hi_incl else (v < hi)
-            return keep
+        """A boolean mask: which of `labels` (int64) are allowed (the check included)."""
+        if self._bitmap is None and self.column is not None:
+            return self.column.mask(labels)
         bm, check = self.bitmap, self.check
         return np.fromiter(
             (lb in bm and (check is None or check(lb)) for lb in labels.tolist()),
@@ -110,14 +109,11 @@ def resolve_filter(coll: Collection, flt: Filter, *, force_exact: bool) -> Allow
     """Labels allowed by `flt`; exact unless it is big and `force_exact` is False."""
     t0 = time.perf_counter_ns()
     ctx = BitmapContext(coll.attr_index, coll.live_bitmap, coll.labels_of_ids)
-    if (numeric := single_range(flt, ctx)) is not None:  # exact, its bitmap built on demand
-        num, bounds = numeric
-        count = num.count(*bounds)
-        if count * coll.dim > coll.planner.exact_budget:  # a graph strategy will test the column
-            return AllowedSet(None, True, None, time.perf_counter_ns() - t0,
-                              numeric=numeric, count=count)
+    if (form := column_form(flt, ctx)) is not None:  # exact; its bitmap built on demand
+        if form.count * coll.dim > coll.planner.exact_budget:  # a graph strategy: test the column
+            return AllowedSet(None, True, None, time.perf_counter_ns() - t0, form=form)
         # Small enough to be scanned exactly (the planner's first test): the scan needs labels.
-        return AllowedSet(num.range(*bounds), True, None, time.perf_counter_ns() - t0)
+        return AllowedSet(form.build(), True, None, time.perf_counter_ns() - t0)
     bm, exact = allowed_superset(flt, ctx)
     check = None
     if not exact:
@@ -171,7 +167,7 @@ def run_query(
         result = _graph(coll, q, k, max(ef, k), allowed)
         native = native_filter.NATIVE and allowed.check is None
         how = ("C++ " if native else "Python ") + (
-            "label filter" if allowed.column_range is None else "column range filter"
+            "label filter" if allowed.column is None else "column filter"
         )
         detail = (detail + "; " if detail else "") + f"filtered traversal: {how}"
     if result is None or len(result[0]) < k:
@@ -205,8 +201,8 @@ def _graph(
     try:
         if allowed is None:
             labels, dists = coll.graph.search(q, k, ef)
-        elif allowed.column_range is not None and allowed.check is None:
-            labels, dists = coll.graph.search(q, k, ef, column_range=allowed.column_range)
+        elif allowed.column is not None:  # exact, no check
+            labels, dists = coll.graph.search(q, k, ef, column_filter=allowed.column)
         else:
             labels, dists = coll.graph.search(
                 q, k, ef, filter_fn=allowed.check, allowed=allowed.bitmap

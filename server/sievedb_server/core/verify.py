@@ -56,6 +56,16 @@ def _numeric_pairs(index: AttributeIndex, fname: str) -> set[tuple[float, int]]:
     return pairs
 
 
+def _coded_values(index: AttributeIndex, fname: str) -> dict[int, object] | None:
+    """label → value key, as a code column says (None: the column gave up, `broken`)."""
+    column = index.codes[fname]
+    if column.broken:
+        return None
+    value_of = {code: vk for vk, code in column.code_of.items()}
+    labels = np.flatnonzero(column.column >= 0)
+    return {int(lb): value_of[int(column.column[lb])] for lb in labels}
+
+
 @dataclass(frozen=True)
 class Problem:
     """One disagreement between a derived structure and LMDB; `kind` says what repairs it."""
@@ -88,6 +98,11 @@ def find_problems(coll: Collection) -> list[Problem]:
             problems.append(
                 Problem("numeric", f"numeric index {fname!r} differs from a recomputation")
             )
+    for fname in coll.attr_index.codes:
+        if _coded_values(coll.attr_index, fname) != _coded_values(fresh, fname):
+            problems.append(
+                Problem("postings", f"code column {fname!r} differs from a recomputation")
+            )
     in_graph = BitMap(coll.graph.labels().astype(np.uint32))
     missing = stored - in_graph - getattr(coll, "pending", BitMap())
     if missing:
@@ -113,7 +128,8 @@ def repair_collection(coll: Collection) -> list[str]:
     done: list[str] = []
     if kinds & {"postings", "numeric"}:
         coll.rebuild_attribute_indexes()
-        done.append("rebuilt posting lists and numeric indexes from the stored attributes")
+        done.append("rebuilt posting lists, code columns and numeric indexes from the stored "
+                    "attributes")
     if kinds & {"live", "graph"}:
         coll.rebuild_derived()
         done.append("rebuilt the live set, vector file and HNSW graph from the stored vectors")

@@ -24,6 +24,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 from pyroaring import BitMap
@@ -47,13 +48,13 @@ from sievedb_server.index.attributes import (
     NUMERIC_TYPES,
     POSTING_TYPES,
     AttributeIndex,
-    Bounds,
     NumericIndex,
     bitmap_of,
     number_of,
 )
+from sievedb_server.index.column_filter import Bounds, ColumnFilter, ColumnRange
 
-__all__ = ["BitmapContext", "allowed_superset", "single_range"]
+__all__ = ["BitmapContext", "ColumnForm", "allowed_superset", "column_form"]
 
 
 @dataclass
@@ -75,18 +76,56 @@ def allowed_superset(flt: Filter, ctx: BitmapContext) -> tuple[BitMap, bool]:
     return _filter(flt, ctx)
 
 
-def single_range(flt: Filter, ctx: BitmapContext) -> tuple[NumericIndex, Bounds] | None:
-    """(numeric index, bounds) when `flt` is one range on an indexed numeric field (possibly
-    written as several, `year >= 2000 and year < 2020`): its allowed set is then that index's
-    column within the bounds, which a search can test per candidate instead of building the
-    set (see query.AllowedSet)."""
+class ColumnForm(NamedTuple):
+    """A filter as a column test (see index/column_filter.py): the test, the exact number of
+    labels passing it, and how to build their bitmap should a strategy need it."""
+
+    test: ColumnFilter
+    count: int
+    build: Callable[[], BitMap]
+
+
+def column_form(flt: Filter, ctx: BitmapContext) -> ColumnForm | None:
+    """`flt` as a column test when it is one range on an indexed numeric field (possibly
+    written as several, `year >= 2000 and year < 2020`) or one match / match any / match except
+    on an indexed single-valued posting field (keyword, integer, boolean); else None."""
     if not flt.must or flt.should or flt.must_not:
         return None
-    first = _indexed_range(flt.must[0], ctx)
+    numeric = _single_range(flt.must, ctx)
+    if numeric is not None:
+        num, bounds = numeric
+        return ColumnForm(ColumnRange(num.column, bounds), num.count(*bounds),
+                          lambda: num.range(*bounds))
+    cond = flt.must[0]
+    if len(flt.must) != 1 or not isinstance(cond, Match | MatchAny | MatchExcept):
+        return None
+    column = ctx.attrs.codes.get(cond.key) if cond.key is not None else None
+    if column is None:
+        return None
+    idx, fname = ctx.attrs, cond.key
+    values = (cond.value,) if isinstance(cond, Match) else cond.values
+    vkeys = {value_key(v) for v in values}
+    matched = sum(len(idx.posting(fname, vk)) for vk in vkeys)  # disjoint: single-valued
+    if isinstance(cond, MatchExcept):
+        test = column.filter_of(vk for vk in column.code_of if vk not in vkeys)
+        count = len(idx.present(fname)) - matched
+    else:
+        test, count = column.filter_of(vkeys), matched
+    if test is None:
+        return None
+    return ColumnForm(test, count, lambda: _condition(cond, ctx)[0])
+
+
+def _single_range(
+    must: tuple[Condition, ...], ctx: BitmapContext
+) -> tuple[NumericIndex, Bounds] | None:
+    """(numeric index, bounds) when every condition of `must` is a range on one indexed
+    numeric field: their intersection."""
+    first = _indexed_range(must[0], ctx)
     if first is None:
         return None
     num, (lo, lo_incl, hi, hi_incl) = first
-    for cond in flt.must[1:]:
+    for cond in must[1:]:
         other = _indexed_range(cond, ctx)
         if other is None or other[0] is not num:
             return None

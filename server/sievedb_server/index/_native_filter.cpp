@@ -22,12 +22,14 @@
 // The bit array's memory is owned by a numpy array that the Python side keeps referenced for
 // as long as it is installed; this module only borrows the pointer.
 //
-// A second filter, `in_range`, needs no allowed set at all: it reads the candidate's value from
-// a label-ordered float64 column (NaN = no value) and tests it against installed bounds. A
-// filter that is one range over an indexed numeric field is searched this way, so a wide range
-// costs nothing before the traversal (its bit array would cost tens of microseconds to build).
-// The column is borrowed like the bits, and the caller holds the collection's read lock, so no
-// writer changes it during the search.
+// Two more filters need no allowed set at all (see column_filter.py): `in_range` reads the
+// candidate's value from a label-ordered float64 column (NaN = no value) and tests it against
+// installed bounds; `in_codes` reads the code of its value from a single-valued field's int32
+// column (-1 = none) and tests it against the bits of the allowed codes. A filter that is one
+// range, or one match on such a field, is searched this way, so a wide filter costs nothing
+// before the traversal (its bit array would cost tens of microseconds to build). The columns
+// are borrowed like the bits, and the caller holds the collection's read lock, so no writer
+// changes them during the search.
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -59,6 +61,14 @@ struct RangeFilter {
     bool lo_incl = true, hi_incl = true;
 };
 thread_local RangeFilter t_range;
+
+struct CodesFilter {
+    const std::int32_t* codes = nullptr;  // value code by label, -1 = none
+    std::size_t size = 0;                 // labels >= size have no value
+    const std::uint64_t* allowed = nullptr;  // bit per code
+    std::size_t nbits = 0;
+};
+thread_local CodesFilter t_codes;
 
 // The filter hnswlib calls per candidate. Its signature must stay exactly bool(size_t) and it
 // must stay a plain function (no captures) or pybind11 falls back to the Python-call wrapper.
@@ -93,6 +103,36 @@ void set_range(const py::buffer& buf, double lo, bool lo_incl, double hi, bool h
 }
 
 void clear_range() { t_range = RangeFilter{}; }
+
+// The code filter hnswlib calls per candidate (same constraints as `allowed`): the label's
+// value code (a single-valued field's column) must be one of the allowed codes.
+bool in_codes(std::size_t label) {
+    ++t_calls;
+    if (PyGILState_Check()) t_gil_seen = true;
+    const CodesFilter& f = t_codes;
+    if (label >= f.size) return false;
+    const std::int32_t c = f.codes[label];
+    if (c < 0 || static_cast<std::size_t>(c) >= f.nbits) return false;
+    return ((f.allowed[static_cast<std::size_t>(c) >> 6] >> (c & 63)) & 1U) != 0;
+}
+
+void set_codes(const py::buffer& codes, const py::buffer& allowed) {
+    py::buffer_info ci = codes.request(), ai = allowed.request();
+    if (ci.ndim != 1 || ci.itemsize != 4 ||
+        ci.format != py::format_descriptor<std::int32_t>::format() ||
+        (ci.size > 1 && ci.strides[0] != 4)) {
+        throw std::invalid_argument("a code column must be a contiguous 1-D int32 array");
+    }
+    if (ai.ndim != 1 || ai.itemsize != 8 || (ai.size > 1 && ai.strides[0] != 8)) {
+        throw std::invalid_argument("allowed codes must be a contiguous 1-D uint64 array");
+    }
+    t_codes = CodesFilter{static_cast<const std::int32_t*>(ci.ptr),
+                          static_cast<std::size_t>(ci.size),
+                          static_cast<const std::uint64_t*>(ai.ptr),
+                          static_cast<std::size_t>(ai.size) * 64};
+}
+
+void clear_codes() { t_codes = CodesFilter{}; }
 
 void set_bits(const py::buffer& buf) {
     py::buffer_info info = buf.request();
@@ -330,6 +370,12 @@ PYBIND11_MODULE(_native_filter, m) {
           "Install a contiguous float64 column (borrowed: the caller keeps it alive and "
           "unchanged until clear_range()) and bounds as this thread's range filter.");
     m.def("clear_range", &clear_range, "Uninstall this thread's range filter.");
+    m.def("in_codes", &in_codes, py::arg("label"),
+          "True when codes[label] is one of this thread's installed allowed codes.");
+    m.def("set_codes", &set_codes, py::arg("codes"), py::arg("allowed"),
+          "Install a contiguous int32 code column and uint64 bits of allowed codes (borrowed: "
+          "the caller keeps both alive and unchanged until clear_codes()).");
+    m.def("clear_codes", &clear_codes, "Uninstall this thread's code filter.");
     m.def("roaring_bits", &roaring_bits, py::arg("serialized"),
           "The uint64 bit array of a pyroaring BitMap.serialize() (words up to its last "
           "container).");

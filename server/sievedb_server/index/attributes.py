@@ -34,17 +34,17 @@ from pyroaring import BitMap
 from sievedb_server.core.types import FieldSpec, FieldType
 from sievedb_server.filters.model import value_key
 from sievedb_server.index import native_filter, native_scan
+from sievedb_server.index.column_filter import ColumnCodes
 
-__all__ = ["AttributeIndex", "Bounds", "ColumnRange", "NumericIndex", "StagedChanges", "bitmap_of"]
+__all__ = ["AttributeIndex", "CodeColumn", "NumericIndex", "StagedChanges", "bitmap_of"]
 
 POSTING_TYPES = {FieldType.KEYWORD, FieldType.KEYWORD_LIST, FieldType.INTEGER, FieldType.BOOLEAN}
 NUMERIC_TYPES = {FieldType.INTEGER, FieldType.FLOAT, FieldType.DATETIME}
 PRESENT = ("__present__", True)
 NULL = ("__null__", True)
 MERGE_MIN = 4096
-
-Bounds = tuple[float, bool, float, bool]  # lo, lo inclusive, hi, hi inclusive
-ColumnRange = tuple[np.ndarray, Bounds]  # a NumericIndex column (value by label) and a range
+# Single-valued posting types: each label is in at most one value's posting of the field.
+CODED_TYPES = {FieldType.KEYWORD, FieldType.INTEGER, FieldType.BOOLEAN}
 
 
 def _posting_key(fname: str, vkey: tuple[str, Any]) -> bytes:
@@ -280,6 +280,56 @@ class NumericIndex:
         return out
 
 
+class CodeColumn:
+    """The value of a single-valued posting field by label, as a small integer code.
+
+    `column[label]` is the code of the label's value (-1: none); `code_of` numbers the values
+    in order of first appearance (codes are never reused). It mirrors the field's postings
+    (built from them on load, kept in step by `AttributeIndex.apply`), so a filter that is one
+    match on the field can be tested per candidate (`ColumnCodes`) without building its set.
+    Should a label ever sit in two postings of the field (which schema validation rules out),
+    the column marks itself `broken` and filters fall back to the postings.
+    """
+
+    def __init__(self) -> None:
+        self.column = np.full(1024, -1, dtype=np.int32)
+        self.code_of: dict[tuple[str, Any], int] = {}
+        self.broken = False
+
+    def add(self, vkey: tuple[str, Any], labels: np.ndarray) -> None:
+        """`labels` (int64) now hold value `vkey` (after their old values were removed)."""
+        if len(labels) == 0:
+            return
+        code = self.code_of.setdefault(vkey, len(self.code_of))
+        top = int(labels.max())
+        if top >= len(self.column):
+            grown = np.full(max(top + 1, 2 * len(self.column)), -1, dtype=np.int32)
+            grown[: len(self.column)] = self.column
+            self.column = grown
+        held = self.column[labels]
+        if np.any((held >= 0) & (held != code)):
+            self.broken = True
+        self.column[labels] = code
+
+    def remove(self, vkey: tuple[str, Any], labels: np.ndarray) -> None:
+        code = self.code_of.get(vkey)
+        if code is None or len(labels) == 0:
+            return
+        labels = labels[labels < len(self.column)]
+        mine = labels[self.column[labels] == code]
+        self.column[mine] = -1
+
+    def filter_of(self, vkeys: Any) -> ColumnCodes | None:
+        """The column test for "value in `vkeys`" (None if the column is broken)."""
+        if self.broken:
+            return None
+        codes = [c for vk in vkeys if (c := self.code_of.get(vk)) is not None]
+        words = np.zeros(max(codes, default=0) // 64 + 1, dtype=np.uint64)
+        for c in codes:
+            words[c >> 6] |= np.uint64(1 << (c & 63))
+        return ColumnCodes(self.column, words)
+
+
 @dataclass
 class StagedChanges:
     """Posting adds/removes and numeric updates of one write batch (not yet in memory)."""
@@ -299,13 +349,20 @@ class AttributeIndex:
         self.fields: dict[str, FieldSpec] = {f.name: f for f in schema if f.indexed}
         self.postings: dict[tuple[str, tuple[str, Any]], BitMap] = {}
         self.numeric: dict[str, NumericIndex] = {}
+        self.codes: dict[str, CodeColumn] = {
+            f.name: CodeColumn() for f in self.fields.values() if f.type in CODED_TYPES
+        }
 
     # -- loading -------------------------------------------------------------------------
 
     def load(self, txn: lmdb.Transaction, postings_db: Any, numeric_db: Any) -> None:
         with txn.cursor(db=postings_db) as cur:
             for key, value in cur:
-                self.postings[_decode_posting_key(bytes(key))] = BitMap.deserialize(bytes(value))
+                fname, vkey = _decode_posting_key(bytes(key))
+                bm = BitMap.deserialize(bytes(value))
+                self.postings[(fname, vkey)] = bm
+                if fname in self.codes and vkey not in (PRESENT, NULL):
+                    self.codes[fname].add(vkey, np.asarray(bm.to_array(), dtype=np.int64))
         per_field: dict[str, tuple[list[float], list[int]]] = defaultdict(lambda: ([], []))
         with txn.cursor(db=numeric_db) as cur:
             for key in cur.iternext(keys=True, values=False):
@@ -389,6 +446,12 @@ class AttributeIndex:
                 self.postings.pop(key, None)
         for fname, label, _, nv in staged.numeric:
             self.numeric[fname].set(label, nv)
+        # Code columns: removals first, so a label moving between values is never in two.
+        for changes, step in ((staged.removes, CodeColumn.remove), (staged.adds, CodeColumn.add)):
+            for (fname, vkey), labels in changes.items():
+                column = self.codes.get(fname)
+                if column is not None and labels and vkey not in (PRESENT, NULL):
+                    step(column, vkey, np.fromiter(labels, dtype=np.int64, count=len(labels)))
 
     # -- reads ---------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from pyroaring import BitMap
 
 from sievedb_server.core.types import HnswParams, Metric
 from sievedb_server.index import native_filter
-from sievedb_server.index.attributes import ColumnRange
+from sievedb_server.index.column_filter import ColumnFilter
 
 __all__ = ["HnswIndex", "IndexStamp"]
 
@@ -214,33 +214,25 @@ class HnswIndex:
         num_threads: int = 1,
         *,
         allowed: BitMap | None = None,
-        column_range: ColumnRange | None = None,
+        column_filter: ColumnFilter | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Labels and hnswlib distances, shape (n, k); raises RuntimeError when short of k.
 
         `allowed` restricts the search to those labels. It uses the C++ filter
         (native_filter, no Python call per candidate) when that is available and hnswlib runs
         the search on this thread; otherwise `allowed.__contains__`. With `filter_fn` as well,
-        a label must pass both (a Python callback). `column_range` = (column, bounds) instead
-        restricts it to labels whose column value lies in the bounds (C++ `in_range`, or a
-        Python callback; not combined with the others).
+        a label must pass both (a Python callback). `column_filter` instead restricts it to
+        labels that pass a column test (column_filter.py; C++ or its Python callback; not
+        combined with the others).
         """
         self.index.set_ef(max(ef, k))
-        if column_range is not None:
-            column, bounds = column_range
+        if column_filter is not None:
             if native_filter.NATIVE and native_filter.runs_inline(_rows(queries), num_threads):
-                labels, dists = native_filter.knn_query_range(
-                    self.index, queries, k, column, bounds, num_threads
+                labels, dists = native_filter.knn_query_column(
+                    self.index, queries, k, column_filter, num_threads
                 )
                 return labels.astype(np.int64), dists
-            lo, lo_incl, hi, hi_incl = bounds
-            size = len(column)
-
-            def filter_fn(label: int) -> bool:
-                if label >= size:
-                    return False
-                v = column[label]
-                return (v >= lo if lo_incl else v > lo) and (v <= hi if hi_incl else v < hi)
+            filter_fn = column_filter.callback()
         elif allowed is not None and filter_fn is not None:
             check = filter_fn
             filter_fn = lambda label: label in allowed and check(label)  # noqa: E731

@@ -29,8 +29,10 @@ from typing import Any
 import numpy as np
 from pyroaring import BitMap
 
+from sievedb_server.index.column_filter import ColumnFilter, ColumnRange
+
 __all__ = [
-    "NATIVE", "REASON", "installed", "knn_query", "knn_query_range", "membership",
+    "NATIVE", "REASON", "installed", "knn_query", "knn_query_column", "membership",
     "roaring_available", "roaring_of", "runs_inline", "warn_once_if_off",
 ]
 
@@ -125,28 +127,28 @@ def knn_query(
         _pop()
 
 
-def knn_query_range(
-    index: Any,
-    queries: np.ndarray,
-    k: int,
-    column: np.ndarray,
-    bounds: tuple[float, bool, float, bool],
-    num_threads: int = 1,
+def knn_query_column(
+    index: Any, queries: np.ndarray, k: int, column_filter: ColumnFilter, num_threads: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`index.knn_query` restricted to labels whose `column` value (float64 by label, NaN = no
-    value) lies within `bounds` = (lo, lo inclusive, hi, hi inclusive): the C++ `in_range`
-    filter reads the column per candidate, so no allowed set is built. Needs the extension and
-    an unchanging column for the call (the caller's read lock); see `runs_inline`."""
+    """`index.knn_query` restricted by a column test (column_filter.py): the C++ `in_range` or
+    `in_codes` filter reads the candidate's entry in the column, so no allowed set is built.
+    Needs the extension and unchanging columns for the call (the caller's read lock); see
+    `runs_inline`."""
     if _ext is None:
         raise RuntimeError(f"sievedb_server._native_filter is not available: {REASON}")
-    lo, lo_incl, hi, hi_incl = bounds
-    _ext.set_range(column, lo, lo_incl, hi, hi_incl)
+    if isinstance(column_filter, ColumnRange):
+        lo, lo_incl, hi, hi_incl = column_filter.bounds
+        _ext.set_range(column_filter.column, lo, lo_incl, hi, hi_incl)
+        fn, clear = _ext.in_range, _ext.clear_range
+    else:
+        _ext.set_codes(column_filter.codes, column_filter.allowed)
+        fn, clear = _ext.in_codes, _ext.clear_codes
     try:
         return index.knn_query(  # type: ignore[no-any-return]
-            queries, k=k, num_threads=num_threads, filter=_ext.in_range
+            queries, k=k, num_threads=num_threads, filter=fn
         )
     finally:
-        _ext.clear_range()
+        clear()
 
 
 def _push(bits: np.ndarray) -> None:
