@@ -323,10 +323,13 @@ class CodeColumn:
         """The column test for "value in `vkeys`" (None if the column is broken)."""
         if self.broken:
             return None
-        codes = [c for vk in vkeys if (c := self.code_of.get(vk)) is not None]
-        words = np.zeros(max(codes, default=0) // 64 + 1, dtype=np.uint64)
-        for c in codes:
-            words[c >> 6] |= np.uint64(1 << (c & 63))
+        bits = 0  # a Python int as the bit set: one conversion instead of a numpy op per code
+        for vk in vkeys:
+            code = self.code_of.get(vk)
+            if code is not None:
+                bits |= 1 << code
+        words = np.frombuffer(bits.to_bytes((bits.bit_length() + 63) // 64 * 8 or 8, "little"),
+                              dtype="<u8")
         return ColumnCodes(self.column, words)
 
 
