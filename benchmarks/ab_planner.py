@@ -8,6 +8,7 @@ first run of a query warms the caches for the others. Uses the cached collection
 
     python -m benchmarks.ab_planner [--variants correlated uncorrelated] [--buckets 50% 10%]
     python -m benchmarks.ab_planner --arms filter   # C++ label filter vs Python callback
+    python -m benchmarks.ab_planner --arms column   # column tests vs sets for one-condition filters
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ ARMS: dict[str, dict[str, Arm]] = {
         "post-filter first": (PlannerConfig(postfilter_cost_ratio=1e9), True),
         "filtered traversal": (TRAVERSAL, True),
     },
+    # --arms column: one-condition filters tested on the field's column, or built as a set.
+    "column": {
+        "column tests (default)": (PlannerConfig(), True),
+        "sets only": (PlannerConfig(column_tests=False), True),
+    },
     # --arms filter: the filtered traversal's membership test (traversal forced).
     "filter": {
         "C++ filter (default)": (TRAVERSAL, True),
@@ -59,7 +65,8 @@ def main() -> None:
     parser.add_argument("--arms", choices=list(ARMS), default="planner")
     parser.add_argument("--out", default=None, help="result stem (default ab_<arms>)")
     args = parser.parse_args()
-    args.out = args.out or ("ab_planner" if args.arms == "planner" else "ab_native_filter")
+    args.out = args.out or {"planner": "ab_planner", "column": "ab_column_tests"}.get(
+        args.arms, "ab_native_filter")
     configs = ARMS[args.arms]
     native_available = native_filter.NATIVE
     if args.arms == "filter" and not native_available:

@@ -20,8 +20,10 @@ evaluating each query's filter with numpy over the attribute columns first (the 
 row: sievedb computes its allowed set from its attribute indexes on every query).
 
 Every configuration runs `passes` passes over all queries; a query's latency is its median over
-the passes. The passes are interleaved across configurations (pass 1 of every configuration,
-then pass 2, ...), so minutes-long slow spells of a shared machine hit all systems alike.
+the passes. The timing is interleaved bucket by bucket: within a pass, every configuration runs
+one bucket's queries (in an order rotated per bucket and pass, each after the caches are
+evicted and a short warm-up on other queries) before any moves on to the next bucket, so the
+slow spells of a shared machine hit all systems alike (see `_timed_interleaved`).
 Results: `results/<name>.json`, `.md` and `.png` (recall-vs-QPS per bucket and variant).
 """
 
@@ -122,28 +124,56 @@ class _Job:
     stages: list[dict[str, int]] | None = None
 
 
+class _Evictor:
+    """Reads a buffer larger than the last-level cache: what a job's previous queries (or
+    another job's) left in cache is gone, as after a stream of queries with other filters."""
+
+    def __init__(self, megabytes: int) -> None:
+        self.buffer = np.ones(max(megabytes, 0) * (1 << 20) // 8, dtype=np.uint64)
+
+    def __call__(self) -> None:
+        if self.buffer.size:
+            np.add.reduce(self.buffer)
+
+
 def _timed_interleaved(
-    jobs: Sequence[_Job], n: int, passes: int
+    jobs: Sequence[_Job],
+    n: int,
+    passes: int,
+    blocks: Sequence[Sequence[int]] | None = None,
+    evict: Callable[[], None] | None = None,
 ) -> list[tuple[np.ndarray, list[list[int]]]]:
     """Per job, per-query latency: the median over `passes` passes over all `n` queries.
 
-    Pass p runs every job once, in an order rotated by p, before any job's pass p + 1: the
-    passes of one configuration are spread over the whole run, so a burst of noise from
-    other jobs on a shared machine spoils one pass of several configurations (which the
-    median drops) instead of every pass of one system. Each pass starts with WARMUP queries.
+    A pass goes block by block (a block: one bucket's queries). Within a block every job runs
+    the block's queries back to back, in an order rotated from block to block and pass to
+    pass, each job after `evict()` (its rows start cold) and WARMUP queries of another block
+    (its code paths warm). A block lasts milliseconds to about a second, so the slow spells of
+    a shared machine fall on every job alike; when each job ran all its queries in one go
+    (seconds), identical configurations differed by half within a run.
     """
+    blocks = [list(b) for b in blocks] if blocks else [list(range(n))]
     rounds: list[list[np.ndarray]] = [[] for _ in jobs]
-    found: list[list[list[int]]] = [[] for _ in jobs]
+    found: list[list[list[int]]] = [[[] for _ in range(n)] for _ in jobs]
+    turn = 0
     for p in range(max(passes, 1)):
-        shift = p % max(len(jobs), 1)
-        for j in list(range(shift, len(jobs))) + list(range(shift)):
-            job = jobs[j]
-            for i in range(min(WARMUP, n)):
-                job.runner(i)
-            nanos, outs = time_each(job.runner, n)
-            rounds[j].append(nanos)
-            if p == 0:
-                found[j] = outs
+        for j in range(len(jobs)):
+            rounds[j].append(np.zeros(n, dtype=np.int64))
+        for b, block in enumerate(blocks):
+            warm = blocks[(b + 1) % len(blocks)][:WARMUP]
+            shift = turn % max(len(jobs), 1)
+            turn += 1
+            for j in list(range(shift, len(jobs))) + list(range(shift)):
+                runner = jobs[j].runner
+                if evict is not None:
+                    evict()
+                for i in warm:
+                    runner(i)
+                nanos, outs = time_each(lambda x, r=runner, q=block: r(q[x]), len(block))
+                rounds[j][p][block] = nanos
+                if p == 0:
+                    for i, out in zip(block, outs):
+                        found[j][i] = out
         log.info("pass %d of %d done", p + 1, max(passes, 1))
     return [
         (np.median(np.stack(r), axis=0).astype(np.int64), f) for r, f in zip(rounds, found)
@@ -369,7 +399,10 @@ def _run_variant(
 
         log.info("%s: timing %d configurations x %d passes, interleaved", variant, len(jobs),
                  passes)
-        for job, (nanos, found) in zip(jobs, _timed_interleaved(jobs, len(fq), passes)):
+        blocks = [[i for i, q in enumerate(fq) if q.bucket == b.name] for b in buckets]
+        evict = _Evictor(int(wl.get("evict_mb", 0)))
+        timed = _timed_interleaved(jobs, len(fq), passes, [b for b in blocks if b], evict)
+        for job, (nanos, found) in zip(jobs, timed):
             rows += _rows_for(job.system, job.params, fq, gt, k, nanos, found, job.plans,
                               job.stages)
     del hnsw_index, findex
@@ -421,7 +454,7 @@ def run(
         "workload": wl,
         "environment": env,
         "runtime_seconds": total.seconds,
-        "timing": "interleaved",
+        "timing": "interleaved by bucket",
         "variants": per_variant,
         "rows": [r for v in per_variant for r in v["rows"]],
     }

@@ -140,9 +140,17 @@ def _verdict(v: dict[str, Any]) -> list[str]:
 
 def render_markdown(doc: dict[str, Any]) -> str:
     passes = int(doc.get("workload", {}).get("passes", 1))
-    interleaved = doc.get("timing") == "interleaved"
-    order = ("interleaved across configurations (every configuration's pass 1, then pass 2, ...)"
-             if interleaved else "back to back")
+    timing = doc.get("timing")
+    evict_mb = int(doc.get("workload", {}).get("evict_mb", 0))
+    order = {
+        "interleaved": "interleaved across configurations (every configuration's pass 1, "
+                       "then pass 2, ...)",
+        "interleaved by bucket": "interleaved bucket by bucket (within a pass, every "
+                                 "configuration runs one bucket's queries, in a rotating order, "
+                                 "before any runs the next bucket"
+                                 + (f"; before each, {evict_mb} MiB are read to evict the "
+                                    "caches" if evict_mb else "") + ")",
+    }.get(str(timing), "back to back")
     out: list[str] = [
         f"Total runtime {doc['runtime_seconds'] / 60:.1f} min. One thread; each configuration "
         f"ran {passes} pass{'es' if passes > 1 else ''} over its queries, {order}, and a "

@@ -108,37 +108,40 @@ def test_queries_land_in_their_buckets() -> None:
     assert recall_at_k([expect[:5]], [expect], 10) == pytest.approx(0.5)
 
 
-def test_timing_takes_the_per_query_median_over_interleaved_passes(
+def test_timing_interleaves_bucket_by_bucket_and_takes_the_per_query_median(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """With passes > 1 a query's latency is its median over the passes (one slow pass, e.g. a
-    burst of noise from another job, does not move it); results come from the first pass; and
-    pass p of every configuration runs before pass p + 1 of any, in a rotated order."""
-    calls: list[str] = []
+    """Within a pass every job runs one block (bucket) of queries, after an eviction and a
+    warm-up on another block, before any job runs the next block; the job order rotates per
+    block; a query's latency is its median over the passes (one noisy pass does not move it)
+    and the results come from the first pass."""
+    events: list[str] = []
+    pass_of: dict[str, int] = {}
 
     def fake_time_each(runner: object, n: int) -> tuple[np.ndarray, list[list[int]]]:
-        name = runner.__name__  # type: ignore[attr-defined]
-        calls.append(name)
-        p = sum(1 for c in calls if c == name)  # this job's pass number, from 1
-        base = {"a": 10, "b": 1000}[name]
-        nanos = np.array([base, base + 10, base + 20]) + p
-        if name == "a" and p == 2:
-            nanos[1] = 900  # pass 2 of job a: query 1 hit by noise
-        return nanos, [[p]] * n
+        outs = [runner(x) for x in range(n)]  # type: ignore[operator]
+        name, queries = outs[0][0], [o[1] for o in outs]
+        events.append(f"{name}{queries}")
+        p = pass_of[name + str(queries)] = pass_of.get(name + str(queries), 0) + 1
+        nanos = np.array([{"a": 10, "b": 1000}[name] + 10 * q + p for q in queries])
+        if name == "a" and p == 2 and 1 in queries:
+            nanos[queries.index(1)] = 900  # pass 2 of job a: query 1 hit by noise
+        return nanos, [[p, q] for q in queries]
 
-    def a(i: int) -> list[int]:
-        return [i]
-
-    def b(i: int) -> list[int]:
-        return [i]
+    def job(name: str) -> bench_filtered._Job:
+        return bench_filtered._Job(name, {}, lambda i: (name, i))
 
     monkeypatch.setattr(bench_filtered, "time_each", fake_time_each)
-    jobs = [bench_filtered._Job("a", {}, a), bench_filtered._Job("b", {}, b)]
-    out = bench_filtered._timed_interleaved(jobs, 3, passes=3)
-    assert calls == ["a", "b", "b", "a", "a", "b"]
-    assert out[0][0].tolist() == [12, 23, 32]
-    assert out[1][0].tolist() == [1002, 1012, 1022]
-    assert out[0][1] == [[1], [1], [1]] and out[1][1] == [[1], [1], [1]]
+    out = bench_filtered._timed_interleaved(
+        [job("a"), job("b")], 4, passes=3, blocks=[[0, 1], [2, 3]],
+        evict=lambda: events.append("evict"),
+    )
+    timed = [e for e in events if e != "evict"]
+    assert timed[:4] == ["a[0, 1]", "b[0, 1]", "b[2, 3]", "a[2, 3]"]  # pass 1, rotating
+    assert len(timed) == 12 and events.count("evict") == 12
+    assert out[0][0].tolist() == [12, 23, 32, 42]  # the median drops the noisy 900
+    assert out[1][0].tolist() == [1002, 1012, 1022, 1032]
+    assert out[0][1] == [[1, 0], [1, 1], [1, 2], [1, 3]]
 
 
 def test_the_verdict_pools_exact_plan_repeats_instead_of_taking_the_fastest() -> None:

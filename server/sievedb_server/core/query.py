@@ -109,8 +109,9 @@ def resolve_filter(coll: Collection, flt: Filter, *, force_exact: bool) -> Allow
     """Labels allowed by `flt`; exact unless it is big and `force_exact` is False."""
     t0 = time.perf_counter_ns()
     ctx = BitmapContext(coll.attr_index, coll.live_bitmap, coll.labels_of_ids)
-    if (form := column_form(flt, ctx)) is not None:  # exact; its bitmap built on demand
-        if form.count * coll.dim > coll.planner.exact_budget:  # a graph strategy: test the column
+    if coll.planner.column_tests and (form := column_form(flt, ctx)) is not None:
+        # Exact; a graph strategy will test the column, and the bitmap is built on demand.
+        if form.count * coll.dim > coll.planner.exact_budget:
             return AllowedSet(None, True, None, time.perf_counter_ns() - t0, form=form)
         # Small enough to be scanned exactly (the planner's first test): the scan needs labels.
         return AllowedSet(form.build(), True, None, time.perf_counter_ns() - t0)

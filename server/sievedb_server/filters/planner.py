@@ -55,6 +55,10 @@ class PlannerConfig:
     # When post-filtering comes back short (filter anti-correlated with the query), scan the
     # allowed rows exactly if there are at most this many floats; else filtered traversal.
     fallback_exact_budget: int = 2_000_000
+    # A filter that is one condition on one indexed field is tested per candidate on the
+    # field's column by the graph strategies, instead of being built as a set (docs/PLANNER.md,
+    # "Filters tested on a column"). Off: always build the set (for A/B runs).
+    column_tests: bool = True
 
 
 DEFAULT_PLANNER = PlannerConfig()
