@@ -220,11 +220,11 @@ def _condition(cond: Condition, ctx: BitmapContext) -> tuple[BitMap, bool]:
 
 # A range in a conjunction is checked against the candidates the other conditions left, by
 # reading their values from the label-ordered column (`NumericIndex.among`), instead of
-# building the range's bitmap and intersecting (~16–43 µs whatever the candidates), when there
+# building the range's bitmap and intersecting (~14–29 µs whatever the candidates), when there
 # are at most this many candidates (and no more than the range holds). In C++ the column read
-# costs ~3 µs + 2–10 ns per candidate, break-even 4,000–10,000 candidates at range sizes
+# costs ~3 µs + 2–4 ns per candidate, break-even 5,000–10,000 candidates at range sizes
 # 90–10 % (`python -m benchmarks.bench_range_index`, results/range_index.md); the numpy
-# fallback ~8 µs + ~10 ns per candidate, break-even 2,000–3,000 (the previous run of it, at 14c66a2).
+# fallback ~8 µs + ~10 ns per candidate, break-even 2,000–3,000 (a run of it at 14c66a2).
 AMONG_MAX_CANDIDATES = 4_000 if native_scan.AVAILABLE else 2_000
 
 
