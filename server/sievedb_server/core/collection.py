@@ -724,24 +724,54 @@ class Collection:
                             resolved[id(flt)] = allowed
                     outcomes.append(run_query(self, q, params, allowed))
                     allowed_sets.append(allowed)
-            if self.pending:
-                self._merge_lagging(queries, params, outcomes, allowed_sets)
-            vecs = (
-                [self.vectors.data[o.labels].copy() for o in outcomes]
-                if params.with_vectors
-                else None
-            )
-            # Still under the read lock: LMDB's snapshot then agrees with the in-memory state.
-            t0 = time.perf_counter_ns()
-            results = self._materialise(
-                [o.labels for o in outcomes], [o.scores for o in outcomes], vecs, params
-            )
-            fetch_ns = (time.perf_counter_ns() - t0) // max(len(outcomes), 1)
+            results = self._answers(queries, params, outcomes, allowed_sets)
         if on_plan is not None:
             for outcome, flt in zip(outcomes, flts):
                 on_plan(outcome.plan, flt is not None)
+        return results
+
+    def search_one(
+        self,
+        query: np.ndarray,
+        params: SearchParams,
+        flt: Filter | None = None,
+        *,
+        on_plan: Callable[[Plan, bool], None] | None = None,
+    ) -> SearchResult:
+        """`search_batch` for one query (a checked 1-D row), without a batch's lists."""
+        if flt is not None and flt.is_empty():
+            flt = None
+        with self._index_lock.read():
+            allowed = None if flt is None else resolve_filter(self, flt, force_exact=False)
+            outcome = run_query(self, query, params, allowed)
+            result = self._answers(query[None, :], params, [outcome], [allowed])[0]
+        if on_plan is not None:
+            on_plan(outcome.plan, flt is not None)
+        return result
+
+    def _answers(
+        self,
+        queries: np.ndarray,
+        params: SearchParams,
+        outcomes: list[QueryOutcome],
+        allowed_sets: Sequence[AllowedSet | None],
+    ) -> list[SearchResult]:
+        """Planned outcomes → results: pending points merged, hits materialised, the fetch
+        stage timed (caller holds the read lock: LMDB's snapshot then agrees with memory)."""
+        if self.pending:
+            self._merge_lagging(queries, params, outcomes, allowed_sets)
+        vecs = (
+            [self.vectors.data[o.labels].copy() for o in outcomes]
+            if params.with_vectors
+            else None
+        )
+        t0 = time.perf_counter_ns()
+        results = self._materialise(
+            [o.labels for o in outcomes], [o.scores for o in outcomes], vecs, params
+        )
         if not params.explain:
             return results
+        fetch_ns = (time.perf_counter_ns() - t0) // max(len(outcomes), 1)
         for outcome in outcomes:
             outcome.plan.stages.append(PlanStage("fetch", fetch_ns))
         return [SearchResult(r.hits, o.plan) for r, o in zip(results, outcomes)]

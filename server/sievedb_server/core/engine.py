@@ -16,7 +16,7 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -417,7 +417,9 @@ class Engine:
         arr = np.asarray(vector)
         if arr.ndim != 1:
             raise InvalidVector(f"a query vector must be 1-dimensional, got shape {arr.shape}")
-        return self.search_batch(name, arr[None, :], params, [filter], model=model)[0]
+        coll, queries = self._checked_queries(name, arr[None, :], params, model)
+        return coll.search_one(queries[0], params, self._check_filter(coll, filter),
+                               on_plan=self._on_plan(coll))
 
     def search_batch(
         self,
@@ -428,17 +430,7 @@ class Engine:
         *,
         model: str = "",
     ) -> list[SearchResult]:
-        coll = self._get(name)
-        params.validate()
-        self.limits.check("max_k", params.k)
-        if params.ef is not None:
-            self.limits.check("max_ef", params.ef)
-        arr = as_matrix(queries, coll.dim, coll.name, "queries")
-        self.limits.check("max_batch_queries", arr.shape[0], "the number of queries in the request")
-        # Through the model's adapter, if it has one; then checked and, for cosine, normalised
-        # (a NaN or Inf in a row stays one through the adapter, so the row number holds).
-        arr = prepare_queries(coll, model, arr)
-        arr = checked_queries(arr, cosine=coll.metric is Metric.COSINE)
+        coll, arr = self._checked_queries(name, queries, params, model)
         flts: list[Filter | None] | None = None
         if filters:
             if len(filters) == 1:
@@ -450,15 +442,36 @@ class Engine:
                 raise InvalidArgument(
                     f"got {len(filters)} filters for {len(arr)} queries: pass 0, 1 or one each"
                 )
+        return coll.search_batch(arr, params, flts, on_plan=self._on_plan(coll))
+
+    def _checked_queries(
+        self, name: str, queries: np.ndarray, params: SearchParams, model: str
+    ) -> tuple[Collection, np.ndarray]:
+        """The collection, and the queries checked, adapted for `model` and, for cosine,
+        normalised; or the error for the request's parameters."""
+        coll = self._get(name)
+        params.validate()
+        self.limits.check("max_k", params.k)
+        if params.ef is not None:
+            self.limits.check("max_ef", params.ef)
+        arr = as_matrix(queries, coll.dim, coll.name, "queries")
+        self.limits.check("max_batch_queries", arr.shape[0], "the number of queries in the request")
+        # Through the model's adapter, if it has one; then checked and, for cosine, normalised
+        # (a NaN or Inf in a row stays one through the adapter, so the row number holds).
+        arr = prepare_queries(coll, model, arr)
+        return coll, checked_queries(arr, cosine=coll.metric is Metric.COSINE)
+
+    def _on_plan(self, coll: Collection) -> Callable[[Plan, bool], None] | None:
+        """The per-query plan callback for the observers (metrics), if there are any."""
         observers = self._observers
         if not observers:
-            return coll.search_batch(arr, params, flts)
+            return None
 
         def on_plan(plan: Plan, filtered: bool) -> None:
             for observer in observers:
                 observer.query_planned(coll.name, plan, filtered)
 
-        return coll.search_batch(arr, params, flts, on_plan=on_plan)
+        return on_plan
 
     # -- lifecycle -------------------------------------------------------------------------
 

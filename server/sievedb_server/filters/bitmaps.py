@@ -226,6 +226,11 @@ def _condition(cond: Condition, ctx: BitmapContext) -> tuple[BitMap, bool]:
 # 90–10 % (`python -m benchmarks.bench_range_index`, results/range_index.md); the numpy
 # fallback ~8 µs + ~10 ns per candidate, break-even 2,000–3,000 (a run of it at 14c66a2).
 AMONG_MAX_CANDIDATES = 4_000 if native_scan.AVAILABLE else 2_000
+# A small range is cheap to build, so reading the candidates pays only while they are few
+# next to it: the column read wins up to ~1,300 candidates against a range of ~100 labels
+# and up to ~5,500 against ~1,000 (same benchmark, its 0.1 % and 1 % rows): read them when
+# there are at most AMONG_BASE + AMONG_PER_LABEL · |range| (and AMONG_MAX_CANDIDATES).
+AMONG_BASE, AMONG_PER_LABEL = 1_000, 5
 
 
 def _indexed_range(cond: Condition, ctx: BitmapContext) -> tuple[NumericIndex, Bounds] | None:
@@ -253,7 +258,8 @@ def _narrow_by_ranges(
     for num, bounds in ranges:
         if result is None:
             result = num.range(*bounds)
-        elif len(result) <= AMONG_MAX_CANDIDATES and len(result) <= num.estimate(*bounds):
+        elif len(result) <= min(AMONG_MAX_CANDIDATES,
+                                AMONG_BASE + AMONG_PER_LABEL * num.estimate(*bounds)):
             result = num.among(result, *bounds)
         else:
             result = result & num.range(*bounds)

@@ -306,7 +306,10 @@ class Range(_Node):
 
     @property
     def is_datetime(self) -> bool:
-        return any(isinstance(getattr(self, n), datetime) for n, _ in _OPS)
+        for bound in (self.gt, self.gte, self.lt, self.lte):  # all of one kind (checked above)
+            if bound is not None:
+                return isinstance(bound, datetime)
+        return False
 
     def bounds(self) -> list[tuple[str, RangeBound]]:
         """The set bounds as (name, value) in the order gt, gte, lt, lte."""
