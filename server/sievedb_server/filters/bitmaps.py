@@ -220,15 +220,15 @@ def _condition(cond: Condition, ctx: BitmapContext) -> tuple[BitMap, bool]:
 
 # A range in a conjunction is checked against the candidates the other conditions left, by
 # reading their values from the label-ordered column (`NumericIndex.among`), instead of
-# building the range's bitmap and intersecting (~14–29 µs whatever the candidates), when there
-# are at most this many candidates (and no more than the range holds). In C++ the column read
-# costs ~3 µs + 2–4 ns per candidate, break-even 5,000–10,000 candidates at range sizes
-# 90–10 % (`python -m benchmarks.bench_range_index`, results/range_index.md); the numpy
-# fallback ~8 µs + ~10 ns per candidate, break-even 2,000–3,000 (a run of it at 14c66a2).
+# building the range's bitmap and intersecting (~20–45 µs for a 10–90 % range whatever the
+# candidates), when there are at most this many candidates. In C++ the column read costs
+# ~3–6 µs + 2–5 ns per candidate, break-even 5,000–10,000 candidates at range sizes 90–10 %
+# (`python -m benchmarks.bench_range_index`, results/range_index.md); the numpy fallback
+# ~8 µs + ~10 ns per candidate, break-even 2,000–3,000 (a run of it at 14c66a2).
 AMONG_MAX_CANDIDATES = 4_000 if native_scan.AVAILABLE else 2_000
 # A small range is cheap to build, so reading the candidates pays only while they are few
-# next to it: the column read wins up to ~1,300 candidates against a range of ~100 labels
-# and up to ~5,500 against ~1,000 (same benchmark, its 0.1 % and 1 % rows): read them when
+# next to it: the column read wins up to ~1,500 candidates against a 0.1 % range (~100
+# labels) and up to 5,000–10,000 against a 1 % one (~1,000; same benchmark): read them when
 # there are at most AMONG_BASE + AMONG_PER_LABEL · |range| (and AMONG_MAX_CANDIDATES).
 AMONG_BASE, AMONG_PER_LABEL = 1_000, 5
 

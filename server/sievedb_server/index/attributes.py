@@ -92,7 +92,7 @@ def number_of(value: Any) -> float | None:
 
 def bitmap_of(labels: np.ndarray) -> BitMap:
     """A bitmap of integer labels (any order): serialized in C++ when the extension is built
-    (`native_filter.roaring_of`; 1.3–1.5× pyroaring's buffer path at 20–1,000 labels, 9–19×
+    (`native_filter.roaring_of`; 1.3–1.5× pyroaring's buffer path at 20–1,000 labels, 9–21×
     at 10,000–50,000, results/range_index.md), else through that buffer path on sorted input."""
     if len(labels) == 0:
         return BitMap()
@@ -121,9 +121,9 @@ class NumericIndex:
 
     WIDTH = 256
     # Up to this many labels, a range's bitmap is built from its labels in one C++ call
-    # (`bitmap_of`) rather than as a union of prebuilt runs: on 100k points, 11 against 15 µs
-    # at 1,000 labels, 21 against 20 µs at 5,000, 24 against 21 µs at 10,000 (`python -m
-    # benchmarks.bench_range_index`, "direct" row, results/range_index.md).
+    # (`bitmap_of`) rather than as a union of prebuilt runs: on 100k points, 18 against 25 µs
+    # at 1,000 labels, 29 against 33 µs at 5,000, 33 against 32 µs at 10,000 (`python -m
+    # benchmarks.bench_range_index`, "direct" and 256 rows, results/range_index.md).
     DIRECT_MAX = 5_000
 
     def __init__(self, values: np.ndarray, labels: np.ndarray) -> None:
