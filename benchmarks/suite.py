@@ -11,10 +11,12 @@ their sweeps. The run:
 
 1. opens the dataset (`suite_data`), builds each workload's query set bucketed by measured
    selectivity, and its exact ground truth (cached);
-2. runs every system in its OWN child process (forked, so the dataset is shared
-   copy-on-write): build or reopen the cached index, then per k × workload × bucket the
-   protocol of `suite_protocol` (tune on a subset, measure on the held-out rest, ≥ 3 runs,
-   median; batch and multi-thread QPS). The child's peak RSS (VmHWM) minus its RSS when it
+2. starts every system in its OWN child process (forked, so the dataset is shared
+   copy-on-write), one after another: build or reopen the cached index. Then per k ×
+   workload × bucket (a slice) every system runs the protocol of `suite_protocol` (tune on a
+   subset, measure on the held-out rest, ≥ 3 runs, median; batch and multi-thread QPS), one
+   system at a time in an order rotated from slice to slice, so a slow spell of a shared
+   machine falls on all of them alike. The child's peak RSS (VmHWM) minus its RSS when it
    started (the shared dataset) is the system's memory; a system that raises `Unavailable`
    is reported with its reason;
 3. writes `<name>.json` (every row keyed by its parameters, plus the environment and the
@@ -194,84 +196,209 @@ def _rss(field: str) -> int | None:
     return None
 
 
-def _measure_system(
-    name: str, cfg: dict[str, Any], wl: dict[str, Any], data: Loaded,
-    slices: dict[str, list[QuerySlice]], cache_dir: Path, show_progress: bool,
-) -> dict[str, Any]:
-    """Build one system and run the protocol on every slice (runs inside the child)."""
-    from tqdm import tqdm
+class _Session:
+    """One system, built, answering slices: in this process, or inside `_Remote`'s child."""
 
-    rss_start = _rss("VmRSS")
-    # The machine may be shared: the load average before and after says how contended it was.
-    out: dict[str, Any] = {"system": name, "rss_start_bytes": rss_start,
-                           "loadavg_start": os.getloadavg()[0]}
-    try:
-        cls = _adapter(name, cfg)
-        build_params = {**wl.get("index", {}), **(cfg.get("build") or {}),
-                        "cache_dir": cache_dir}
-        system = cls(cache_dir / "work" / name, **build_params)
-    except Unavailable as exc:
-        return {**out, "unavailable": str(exc)}
-    sweep = expand_sweep({k: v for k, v in cfg.items() if k not in SYSTEM_KEYS})
-    rows: list[dict[str, Any]] = []
-    try:
-        with Timer() as t_build:
-            info = system.build(data.base, data.table)
-        out["build"] = {**asdict(info), "wall_seconds": t_build.seconds}
-        out["rss_after_build_bytes"] = _rss("VmRSS")
-        check = getattr(system, "check_counts", None)
-        if check is not None:  # both sides must mean the same thing by every filter
-            for qslices in slices.values():
-                for qs in qslices:
-                    check(qs.filters, qs.counts)
-        todo = [(int(k), s) for k in wl["ks"] for w in _workloads_for_k(wl, int(k))
-                for s in slices.get(w, [])]
-        bar = tqdm(todo, desc=f"{name:18s}", unit="slice", disable=not show_progress,
-                   file=sys.stderr, dynamic_ncols=True)
-        for k, qs in bar:
-            if not all(system.supports(f) for f in qs.filters):
-                rows.append({"workload": qs.workload, "bucket": qs.bucket, "k": k,
-                             "system": name, "phase": "unsupported"})
-                continue
-            rows += run_slice(system, sweep, qs, k, wl["protocol"])
-        stats = getattr(system, "stats", None)
-        if stats:
-            out["final_stats"] = stats()
-    except Unavailable as exc:
-        out["unavailable"] = str(exc)
-    finally:
-        system.close()
-    out["rows"] = rows
-    out["peak_rss_bytes"] = _rss("VmHWM")
-    out["loadavg_end"] = os.getloadavg()[0]
-    return out
+    def __init__(
+        self, name: str, cfg: dict[str, Any], wl: dict[str, Any], data: Loaded,
+        slices: dict[str, list[QuerySlice]], cache_dir: Path,
+    ) -> None:
+        self.name, self.wl, self.slices = name, wl, slices
+        self.system: Any = None
+        self.failed: dict[str, Any] | None = None  # set when unavailable or broken
+        rss_start = _rss("VmRSS")
+        # The machine may be shared: the load average before and after says how contended.
+        self.summary: dict[str, Any] = {"system": name, "rss_start_bytes": rss_start,
+                                        "loadavg_start": os.getloadavg()[0]}
+        try:
+            cls = _adapter(name, cfg)
+            build_params = {**wl.get("index", {}), **(cfg.get("build") or {}),
+                            "cache_dir": cache_dir}
+            system = cls(cache_dir / "work" / name, **build_params)
+        except Unavailable as exc:
+            self.summary["unavailable"] = str(exc)
+            self.failed = self.summary
+            return
+        self.sweep = expand_sweep({k: v for k, v in cfg.items() if k not in SYSTEM_KEYS})
+        try:
+            with Timer() as t_build:
+                info = system.build(data.base, data.table)
+            self.summary["build"] = {**asdict(info), "wall_seconds": t_build.seconds}
+            self.summary["rss_after_build_bytes"] = _rss("VmRSS")
+            check = getattr(system, "check_counts", None)
+            if check is not None:  # both sides must mean the same thing by every filter
+                for qslices in slices.values():
+                    for qs in qslices:
+                        check(qs.filters, qs.counts)
+        except Unavailable as exc:
+            self.summary["unavailable"] = str(exc)
+            self.failed = self.summary
+            system.close()
+            return
+        except BaseException:
+            system.close()
+            raise
+        self.system = system
+
+    def run(self, k: int, workload: str, index: int) -> list[dict[str, Any]]:
+        """The protocol's rows for one slice (k × workload × bucket)."""
+        qs = self.slices[workload][index]
+        if not all(self.system.supports(f) for f in qs.filters):
+            return [{"workload": qs.workload, "bucket": qs.bucket, "k": k,
+                     "system": self.name, "phase": "unsupported"}]
+        return run_slice(self.system, self.sweep, qs, k, self.wl["protocol"])
+
+    def finish(self) -> dict[str, Any]:
+        """Close the system; the summary (build, memory, load, final stats)."""
+        if self.system is not None:
+            try:
+                stats = getattr(self.system, "stats", None)
+                if stats:
+                    self.summary["final_stats"] = stats()
+            finally:
+                self.system.close()
+                self.system = None
+        self.summary["peak_rss_bytes"] = _rss("VmHWM")
+        self.summary["loadavg_end"] = os.getloadavg()[0]
+        return self.summary
 
 
-def _child(conn: Any, *args: Any) -> None:
+def _serve(conn: Any, *args: Any) -> None:
+    """The child's loop: build, report, answer (k, workload, index) until None, finish."""
+    session = None
     try:
-        conn.send(_measure_system(*args))
+        session = _Session(*args)
+        conn.send(("ready", session.failed))
+        if session.failed is not None:
+            return
+        while (msg := conn.recv()) is not None:
+            conn.send(("rows", session.run(*msg)))
+        conn.send(("done", session.finish()))
     except BaseException as exc:  # noqa: BLE001 - reported by the parent
-        conn.send({"system": args[0], "error": f"{type(exc).__name__}: {exc}",
-                   "traceback": traceback.format_exc()})
+        conn.send(("error", {"system": args[0], "error": f"{type(exc).__name__}: {exc}",
+                             "traceback": traceback.format_exc()}))
     finally:
         conn.close()
 
 
-def _run_system(isolate: bool, *args: Any) -> dict[str, Any]:
-    if not isolate:
-        return _measure_system(*args)
-    ctx = mp.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, *args), name=f"suite-{args[0]}")
-    proc.start()
-    child.close()
-    try:
-        result = parent.recv()
-    except EOFError:
-        result = {"system": args[0], "error": "the system's process died without a result"}
-    proc.join()
-    result["exit_code"] = proc.exitcode
-    return result  # type: ignore[no-any-return]
+class _Remote:
+    """A `_Session` in its own forked child (the dataset shared copy-on-write), so its peak
+    RSS is its own; driven over a pipe, one slice at a time."""
+
+    def __init__(self, *args: Any) -> None:
+        ctx = mp.get_context("fork")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, *args), name=f"suite-{args[0]}")
+        self.proc.start()
+        child.close()
+        self.name = args[0]
+        _, self.failed = self._recv()  # waits for the build: builds never overlap
+
+    def _recv(self) -> tuple[str, Any]:
+        try:
+            return self.conn.recv()  # type: ignore[no-any-return]
+        except EOFError:
+            return "error", {"system": self.name,
+                             "error": "the system's process died without a result"}
+
+    def run(self, k: int, workload: str, index: int) -> list[dict[str, Any]]:
+        self.conn.send((k, workload, index))
+        kind, payload = self._recv()
+        if kind != "rows":
+            self.failed = payload
+            raise RuntimeError(payload.get("error", "failed"))
+        return payload  # type: ignore[no-any-return]
+
+    def finish(self) -> dict[str, Any]:
+        if self.failed is None:
+            self.conn.send(None)
+            kind, payload = self._recv()
+            result = payload
+        else:
+            result = self.failed
+        self.proc.join()
+        result["exit_code"] = self.proc.exitcode
+        return result  # type: ignore[no-any-return]
+
+
+def _run_systems(
+    wl: dict[str, Any], data: Loaded, slices: dict[str, list[QuerySlice]], cache_dir: Path,
+    only: list[str] | None, isolate: bool, progress: bool,
+) -> list[dict[str, Any]]:
+    """Run every system on every slice; one result per system (summary + rows).
+
+    Interleaved (the default, workload key `interleave`): build every system, one after
+    another, then run the slices one by one, each on every system in an order rotated from
+    slice to slice, so a slow spell of a shared machine lands on all systems alike (one system
+    after another, the load average differed by 2× between their turns). Every system's index
+    is then in memory at once; `interleave: false` runs them one after another instead, for
+    data sets too big for that.
+    """
+    todo = [(int(k), w, i) for k in wl["ks"] for w in _workloads_for_k(wl, int(k))
+            for i in range(len(slices.get(w, [])))]
+    names = [s for s in wl["systems"] if not only or s in only]
+    results: dict[str, dict[str, Any]] = {}
+
+    def start(sname: str) -> Any:
+        log.info("system %s: building", sname)
+        args = (sname, wl["systems"][sname] or {}, wl, data, slices, cache_dir)
+        try:
+            handle = _Remote(*args) if isolate else _Session(*args)
+        except Exception as exc:  # noqa: BLE001 - in-process build failure, reported
+            results[sname] = {"system": sname, "error": f"{type(exc).__name__}: {exc}",
+                              "traceback": traceback.format_exc()}
+            return None
+        if handle.failed is not None:
+            results[sname] = handle.finish() if isolate else handle.failed
+            return None
+        return handle
+
+    if wl.get("interleave", True):
+        groups = [[h for h in map(start, names) if h is not None]]
+    else:
+        groups = [[name] for name in names]  # started when their turn comes
+    for group in groups:
+        handles = [start(h) if isinstance(h, str) else h for h in group]
+        _drive([h for h in handles if h is not None], todo, results, isolate, progress)
+    for res in results.values():
+        if "unavailable" in res:
+            log.warning("%s unavailable: %s", res["system"], res["unavailable"])
+    return [results[s] for s in names if s in results]
+
+
+def _drive(
+    handles: list[Any], todo: list[tuple[int, str, int]], results: dict[str, dict[str, Any]],
+    isolate: bool, progress: bool,
+) -> None:
+    """Run `todo`'s slices on `handles` (rotating their order per slice), then finish them."""
+    from tqdm import tqdm
+
+    if not handles:
+        return
+    rows: dict[str, list[dict[str, Any]]] = {h.name: [] for h in handles}
+    live = list(handles)
+    desc = "slices" if len(handles) > 1 else f"{handles[0].name:18s}"
+    for n, (k, w, i) in enumerate(tqdm(todo, desc=desc, unit="slice", disable=not progress,
+                                       file=sys.stderr, dynamic_ncols=True)):
+        turn = n % max(len(live), 1)
+        for handle in live[turn:] + live[:turn]:
+            try:
+                rows[handle.name] += handle.run(k, w, i)
+            except Exception as exc:  # noqa: BLE001 - the system is reported as failed
+                if handle.failed is None:  # in this process: a child reports its own
+                    handle.failed = {"system": handle.name,
+                                     "error": f"{type(exc).__name__}: {exc}",
+                                     "traceback": traceback.format_exc()}
+        live = [h for h in live if h.failed is None]
+    for handle in handles:
+        if isolate or handle.failed is None:
+            res = handle.finish()
+        else:
+            handle.finish()
+            res = handle.failed
+        if "error" in res:
+            log.error("%s failed: %s\n%s", handle.name, res["error"], res.get("traceback", ""))
+        results[handle.name] = {**res, "rows": rows[handle.name]}
 
 
 def run(
@@ -295,17 +422,7 @@ def run(
         log.info("dataset %s: %d × %d, %d query vectors (%.1f s)", data.name,
                  *data.base.shape, data.queries.shape[0], t_data.seconds)
         slices, bucket_info = _build_slices(wl, data, cache_dir)
-        results = []
-        for sname, scfg in wl["systems"].items():
-            if systems and sname not in systems:
-                continue
-            log.info("system %s", sname)
-            res = _run_system(isolate, sname, scfg or {}, wl, data, slices, cache_dir, progress)
-            if "error" in res:
-                log.error("%s failed: %s\n%s", sname, res["error"], res.get("traceback", ""))
-            elif "unavailable" in res:
-                log.warning("%s unavailable: %s", sname, res["unavailable"])
-            results.append(res)
+        results = _run_systems(wl, data, slices, cache_dir, systems, isolate, progress)
     doc = {
         "benchmark": "fanns_suite",
         "command": command_line(),
@@ -315,6 +432,8 @@ def run(
                     "query_vectors": int(data.queries.shape[0])},
         "runtime_seconds": total.seconds,
         "isolation": "process (fork)" if isolate else "none (one process)",
+        "timing": ("interleaved by slice" if wl.get("interleave", True)
+                   else "one system after another"),
         "buckets": bucket_info,
         "systems": [{k: v for k, v in r.items() if k != "rows"} for r in results],
         "rows": [r for res in results for r in res.get("rows", [])],

@@ -153,10 +153,11 @@ def render_markdown(doc: dict[str, Any], pngs: dict[str, str]) -> str:
     wl, ds, proto = doc["workload"], doc["dataset"], doc["workload"]["protocol"]
     target = float(proto["target_recall"])
     extra = ", ".join(f"{k}={v}" for k, v in ds.items() if k not in ("kind", "n", "dim"))
+    timing = doc.get("timing", "one system after another")
     intro = (
         f"Dataset `{ds.get('kind')}`: {ds['n']:,} × {ds['dim']}, {ds['query_vectors']:,} query "
         f"vectors ({extra}). Total runtime {doc['runtime_seconds'] / 60:.1f} min; systems "
-        f"isolated: {doc.get('isolation')}."
+        f"isolated: {doc.get('isolation')}; timing: {timing}."
     )
     protocol = (
         f"Protocol: per workload × bucket, the tuner runs each system's sweep on the first "

@@ -218,6 +218,7 @@ def test_sievedb_bench_suite_end_to_end(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     doc = json.loads((results / "tiny.json").read_text())
     assert doc["command"].startswith("sievedb bench suite benchmarks/workloads/fanns_tiny.yaml")
+    assert doc["timing"] == "interleaved by slice"
     assert doc["environment"]["git_sha"] and doc["environment"]["cpu_model"]
     by_system = {s["system"]: s for s in doc["systems"]}
     assert "no_such" in by_system["unknown_peer"]["unavailable"]
@@ -284,9 +285,12 @@ def test_suite_runs_a_published_format_with_its_shipped_query_sets(tmp_path: Pat
                       "emis": {"family": "dataset", "workload": "emis"},
                       "r2": {"family": "r", "field": "update_date"}},
         "systems": {"numpy_exact": {}, "sievedb": {"ef": [8]}},
+        "interleave": False,  # one system after another (the end-to-end test interleaves)
     }
     doc = suite.run(wl, cache_dir=tmp_path / "cache", results_dir=tmp_path / "results",
                     isolate=False, progress=False)
+    assert doc["timing"] == "one system after another"
+    assert [s["system"] for s in doc["systems"]] == ["numpy_exact", "sievedb"]
     info = {b["workload"]: b for b in doc["buckets"]}
     # EM labels 1, 2, 5 and EMIS "cs", "stat", "hep": the filters that match nothing drop out.
     assert info["em"]["queries"] == 2 and info["emis"]["queries"] == 2
@@ -349,3 +353,36 @@ def test_hnswlib_postfilter_baseline_survives_a_short_traversal() -> None:
     assert 1 <= labels.size <= 5
     assert 0 not in labels.tolist()
     assert len(set(labels.tolist())) == labels.size
+
+
+def test_slices_rotate_over_the_systems_and_a_failure_stops_only_its_system() -> None:
+    """`_drive` runs each slice on every live system, the order rotated per slice; a system
+    that raises is reported with the rows it had and gets no further slices."""
+    from benchmarks import suite
+
+    calls: list[str] = []
+
+    class Fake:
+        def __init__(self, name: str, fail_at: int | None = None) -> None:
+            self.name, self.fail_at, self.failed = name, fail_at, None
+            self.finished = False
+
+        def run(self, k: int, workload: str, index: int) -> list[dict]:
+            calls.append(f"{self.name}{index}")
+            if index == self.fail_at:
+                raise RuntimeError("boom")
+            return [{"system": self.name, "slice": index}]
+
+        def finish(self) -> dict:
+            self.finished = True
+            return {"system": self.name}
+
+    a, b = Fake("a"), Fake("b", fail_at=1)
+    results: dict[str, dict] = {}
+    suite._drive([a, b], [(10, "w", i) for i in range(3)], results, isolate=False,
+                 progress=False)
+    assert calls == ["a0", "b0", "b1", "a1", "a2"]  # rotated; b gets nothing after failing
+    assert [r["slice"] for r in results["a"]["rows"]] == [0, 1, 2]
+    assert results["b"]["error"] == "RuntimeError: boom"
+    assert [r["slice"] for r in results["b"]["rows"]] == [0]
+    assert a.finished and b.finished
