@@ -150,7 +150,7 @@ def _timed_interleaved(
     pass, each job after `evict()` (its rows start cold) and WARMUP queries of another block
     (its code paths warm). A block lasts milliseconds to about a second, so the slow spells of
     a shared machine fall on every job alike; when each job ran all its queries in one go
-    (seconds), identical configurations differed by half within a run.
+    (seconds), identical configurations differed by a third within a run (eadfe7c).
     """
     blocks = [list(b) for b in blocks] if blocks else [list(range(n))]
     rounds: list[list[np.ndarray]] = [[] for _ in jobs]
