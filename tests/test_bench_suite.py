@@ -176,7 +176,10 @@ def test_sweeps_expand_in_yaml_order() -> None:
 
 def test_sievedb_counts_match_numpy_for_every_family(tmp_path: Path) -> None:
     pytest.importorskip("sievedb_server")
-    from benchmarks.adapters.sievedb import SievedbEngine
+    from sievedb_server.filters.parser import parse
+
+    from benchmarks.adapters.sievedb import SievedbEngine, to_sievedb_filter
+    from benchmarks.filterspec import to_sievedb_expr
 
     data = generate(ArxivSpec(n=1500, dim=8, n_queries=20), None)
     system = SievedbEngine(tmp_path / "w", cache_dir=tmp_path / "cache", m=8,
@@ -187,6 +190,9 @@ def test_sievedb_counts_match_numpy_for_every_family(tmp_path: Path) -> None:
         for wl in WORKLOADS.values():
             qs = build_query_set(data.table, 20, wl, buckets, 3, seed=3, give_up_after=60)
             system.check_counts([q.filter for q in qs], [q.count for q in qs])
+            for q in qs:  # the objects built directly are what the text form parses to
+                text = to_sievedb_expr(q.filter, data.table.schema)
+                assert to_sievedb_filter(q.filter, data.table.schema) == parse(text), text
             for q in qs[:2]:
                 ids = system.search(data.queries[q.qrow], q.filter, 10)
                 assert mask(q.filter, data.table)[ids].all()
