@@ -197,8 +197,8 @@ def _graph(
     coll: Collection, q: np.ndarray, k: int, ef: int, allowed: AllowedSet | None = None
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """HNSW search; with `allowed`, only those labels (the C++ filter when available, see
-    index/native_filter.py: over the column for a range set, else the labels' bits; plus
-    the per-label check of a superset)."""
+    index/native_filter.py: the column test of a one-condition filter, else the labels'
+    bits, plus the per-label check of a superset)."""
     try:
         if allowed is None:
             labels, dists = coll.graph.search(q, k, ef)

@@ -34,7 +34,7 @@ from pyroaring import BitMap
 from sievedb_server.core.types import FieldSpec, FieldType
 from sievedb_server.filters.model import value_key
 from sievedb_server.index import native_filter, native_scan
-from sievedb_server.index.column_filter import ColumnCodes
+from sievedb_server.index.column_filter import ColumnCodes, ColumnRange
 
 __all__ = ["AttributeIndex", "CodeColumn", "NumericIndex", "StagedChanges", "bitmap_of"]
 
@@ -262,11 +262,7 @@ class NumericIndex:
         if native_scan.AVAILABLE:  # one pass in C++, no temporary arrays
             kept = native_scan.column_among(self.column, labels, lo, lo_incl, hi, hi_incl)
             return bitmap_of(kept)
-        if labels.size and int(labels[-1]) >= len(self.column):
-            labels = labels[labels < len(self.column)]  # beyond the column: no value
-        v = self.column[labels]
-        keep = (v >= lo) if lo_incl else (v > lo)  # NaN (no value) compares False
-        keep &= (v <= hi) if hi_incl else (v < hi)
+        keep = ColumnRange(self.column, (lo, lo_incl, hi, hi_incl)).mask(labels.astype(np.int64))
         return BitMap(array.array("I", labels[keep].tobytes()))
 
     def range(self, lo: float, lo_incl: bool, hi: float, hi_incl: bool) -> BitMap:
