@@ -110,6 +110,9 @@ def open_sievedb(
         records=data.attributes.to_records, cache_dir=cache_dir,
         extra_key=f"{data.variant}-{data.seed}",
     )
+    # Recorded next to the build: sievedb's graph block on huge pages (index/hugepages.py);
+    # the baselines' indexes keep their libraries' allocation.
+    info = {**info, "graph_huge_page_mib": engine.collection(name).graph.huge_page_bytes / 2**20}
     return name, engine, info
 
 
@@ -225,6 +228,7 @@ def _run_variant(
 ) -> dict[str, Any]:
     from sievedb_server.core.types import SearchParams
     from sievedb_server.filters.parser import parse
+    from sievedb_server.index import hugepages
 
     ds, ix, k = wl["dataset"], wl["index"], int(wl["k"])
     passes = int(wl.get("passes", 1))
@@ -422,6 +426,7 @@ def _run_variant(
         })
     return {
         "variant": variant,
+        "thp_mode": hugepages.thp_mode(),
         "buckets": bucket_info,
         "builds": builds,
         "rows": [{"variant": variant, **r} for r in rows],

@@ -168,6 +168,13 @@ def render_markdown(doc: dict[str, Any]) -> str:
             for s, b in v["builds"].items()
         )
         out += ["", f"Build / load times (all cores): {builds}.", ""]
+        huge = v["builds"].get("sievedb", {}).get("graph_huge_page_mib")
+        if huge is not None:
+            out += [f"Memory: sievedb's HNSW level-0 block had {huge:,.0f} MiB on transparent "
+                    "huge pages (sievedb asks for them, index/hugepages.py; kernel THP mode "
+                    f"`{v.get('thp_mode', '?')}`); the hnswlib and FAISS baselines keep "
+                    "their libraries' allocation (4 KiB pages under THP `madvise`). "
+                    "`python -m benchmarks.bench_hugepages` measures what that is worth.", ""]
         out += _verdict(v)
         out.append(f"### Best QPS at recall@10 ≥ {SUMMARY_TARGET} per system")
         out.append("")

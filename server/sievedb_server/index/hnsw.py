@@ -27,7 +27,7 @@ import numpy as np
 from pyroaring import BitMap
 
 from sievedb_server.core.types import HnswParams, Metric
-from sievedb_server.index import native_filter
+from sievedb_server.index import hugepages, native_filter
 from sievedb_server.index.column_filter import ColumnFilter
 
 __all__ = ["HnswIndex", "IndexStamp"]
@@ -70,6 +70,8 @@ class HnswIndex:
         self.params = params
         self.space = _SPACE[metric]
         self.index = hnswlib.Index(space=self.space, dim=dim)
+        # The level-0 block's address range when it was advised onto huge pages (hugepages.py).
+        self.huge_block: tuple[int, int] | None = None
 
     @property
     def graph_path(self) -> Path:
@@ -84,12 +86,13 @@ class HnswIndex:
     def init_empty(self, capacity: int) -> None:
         """Start a new, empty graph (dropping any current one)."""
         self.index = hnswlib.Index(space=self.space, dim=self.dim)
-        self.index.init_index(
-            max_elements=max(capacity, 1024),
+        capacity = max(capacity, 1024)
+        self._allocating(capacity, lambda: self.index.init_index(
+            max_elements=capacity,
             M=self.params.m,
             ef_construction=self.params.ef_construction,
             random_seed=100,
-        )
+        ))
         self.index.set_ef(self.params.ef_search)
 
     def read_stamp(self) -> IndexStamp | None:
@@ -118,7 +121,9 @@ class HnswIndex:
         ) or not self.graph_path.exists():
             return False
         try:
-            self.index.load_index(str(self.graph_path), max_elements=stamp.capacity)
+            self._allocating(stamp.capacity, lambda: self.index.load_index(
+                str(self.graph_path), max_elements=stamp.capacity
+            ))
         except RuntimeError:
             self.index = hnswlib.Index(space=self.space, dim=self.dim)
             return False
@@ -183,7 +188,25 @@ class HnswIndex:
     def ensure_capacity(self, needed: int) -> None:
         cap = self.capacity
         if needed > cap:
-            self.index.resize_index(max(needed, cap * 2))
+            new_cap = max(needed, cap * 2)
+            self._allocating(new_cap, lambda: self.index.resize_index(new_cap))
+
+    def _allocating(self, capacity: int, allocate: Callable[[], None]) -> None:
+        """Run `allocate` (hnswlib (re)allocating the level-0 block for `capacity` slots), then
+        ask for huge pages for the block (hugepages.py)."""
+        nbytes = hugepages.level0_bytes(capacity, self.params.m, self.dim)
+        self.huge_block = None
+        if not hugepages.enabled() or nbytes < hugepages.HUGE_PAGE:
+            allocate()
+            return
+        before = hugepages.anonymous_mappings()
+        allocate()
+        self.huge_block = hugepages.advise_new_block(before, nbytes)
+
+    @property
+    def huge_page_bytes(self) -> int:
+        """Bytes of the level-0 block on huge pages now (reads /proc: not for hot paths)."""
+        return hugepages.huge_bytes_in(self.huge_block)
 
     def labels(self) -> np.ndarray:
         """Every label in the graph, including marked-deleted ones."""
