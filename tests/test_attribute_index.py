@@ -24,6 +24,7 @@ def test_numeric_range_matches_brute_force(n: int) -> None:
     labels = rng.permutation(n * 2)[:n].astype(np.int64)
     index = NumericIndex(values, labels)
     truth = dict(zip(labels.tolist(), values.tolist()))
+    _check_ranges(index, truth, rng, 10)  # the sorted base alone
     # Updates and deletions go through the stale set and the tail until a merge; new labels
     # beyond the label column's end make it grow.
     fresh = [int(n * 2 + i * 997) for i in range(3)]
@@ -37,7 +38,16 @@ def test_numeric_range_matches_brute_force(n: int) -> None:
             truth[label] = new
         if i % 50 == 0:  # counts between changes: their cached sorted tail must not go stale
             assert index.count(-np.inf, True, np.inf, True) == len(truth)
-    for _ in range(40):
+    _check_ranges(index, truth, rng, 40)  # the base with stale entries, and the tail
+    assert index.count(-np.inf, True, np.inf, True) == len(truth)
+
+
+def _check_ranges(
+    index: NumericIndex, truth: dict[int, float], rng: np.random.Generator, times: int
+) -> None:
+    n = len(index.labels)
+    fresh = [int(n * 2 + i * 997) for i in range(3)]
+    for _ in range(times):
         lo, hi = sorted(rng.integers(-10, 510, size=2).tolist())
         lo_incl, hi_incl = bool(rng.integers(2)), bool(rng.integers(2))
         want = {
@@ -45,6 +55,13 @@ def test_numeric_range_matches_brute_force(n: int) -> None:
             if (v > lo or (lo_incl and v == lo)) and (v < hi or (hi_incl and v == hi))
         }
         assert set(index.range(lo, lo_incl, hi, hi_incl)) == want
+        # The exact scan's form: sorted uint32 labels, with or without the caller's span.
+        span = index._span(lo, lo_incl, hi, hi_incl)
+        for got in (index.sorted_labels(lo, lo_incl, hi, hi_incl),
+                    index.sorted_labels(lo, lo_incl, hi, hi_incl, span)):
+            assert got.dtype == np.uint32 and got.tolist() == sorted(want)
+        assert set(index.range(lo, lo_incl, hi, hi_incl, span)) == want
+        assert index.count(lo, lo_incl, hi, hi_incl, span) == len(want)
         # The label column answers the same range for any candidates, including labels it
         # has never held; the estimate never undercounts.
         candidates = BitMap(rng.choice(n * 2 + 10, size=min(n, 500), replace=False).tolist())
@@ -52,7 +69,6 @@ def test_numeric_range_matches_brute_force(n: int) -> None:
         assert set(index.among(candidates, lo, lo_incl, hi, hi_incl)) == want & set(candidates)
         assert index.estimate(lo, lo_incl, hi, hi_incl) >= len(want)
         assert index.count(lo, lo_incl, hi, hi_incl) == len(want)
-    assert index.count(-np.inf, True, np.inf, True) == len(truth)
 
 
 def test_bitmap_of_any_order() -> None:

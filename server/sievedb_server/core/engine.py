@@ -33,6 +33,7 @@ from sievedb_server.core.types import (
     CollectionInfo,
     CollectionSpec,
     FieldSpec,
+    FieldType,
     Metric,
     Plan,
     Point,
@@ -57,7 +58,11 @@ from sievedb_server.errors import (
 )
 from sievedb_server.filters.model import Filter, check_limits
 from sievedb_server.filters.planner import DEFAULT_PLANNER, PlannerConfig
-from sievedb_server.filters.schema import validate_attributes, validate_filter
+from sievedb_server.filters.schema import (
+    field_types,
+    validate_attributes,
+    validate_filter,
+)
 from sievedb_server.index import native_filter
 from sievedb_server.limits import DEFAULT_LIMITS, Limits
 
@@ -95,6 +100,9 @@ class Engine:
         self._collections: dict[str, Collection] = {}
         self._closed = False
         self._observers: tuple[EngineObserver, ...] = ()
+        # Per collection, its schema as name → type for the filter check of every request,
+        # with the spec it came from (a schema extension replaces the spec).
+        self._field_types: dict[str, tuple[CollectionSpec, dict[str, FieldType]]] = {}
         self.aliases = AliasTable(self.data_dir, sync=sync)
         for folder in sorted(self.root.iterdir()):
             if folder.name.startswith("."):
@@ -213,7 +221,10 @@ class Engine:
         if flt is None or flt.is_empty():
             return None
         check_limits(flt, self.limits)
-        return validate_filter(coll.spec.schema, flt)
+        cached = self._field_types.get(coll.name)
+        if cached is None or cached[0] is not coll.spec:  # the schema is replaced when extended
+            cached = self._field_types[coll.name] = (coll.spec, field_types(coll.spec.schema))
+        return validate_filter(cached[1], flt)
 
     # -- points ----------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from sievedb_server.filters.bitmaps import (
 from sievedb_server.filters.model import Filter
 from sievedb_server.filters.planner import choose, fallback_after_short_postfilter
 from sievedb_server.index import native_filter
+from sievedb_server.index.attributes import bitmap_of
 from sievedb_server.index.column_filter import ColumnFilter
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class AllowedSet:
     and the post-filter test the column per candidate, so a wide filter costs nothing up front.
     """
 
-    __slots__ = ("_bitmap", "_build", "check", "column", "count", "exact", "nanos")
+    __slots__ = ("_bitmap", "_build", "_labels", "check", "column", "count", "exact", "nanos")
 
     def __init__(
         self,
@@ -57,8 +58,10 @@ class AllowedSet:
         nanos: int = 0,
         *,
         form: ColumnForm | None = None,
+        labels: np.ndarray | None = None,
     ) -> None:
         self._bitmap = bitmap
+        self._labels = labels  # sorted uint32, when they came that way (exact, no check)
         self.exact = exact
         self.check = check
         self.nanos = nanos
@@ -66,21 +69,32 @@ class AllowedSet:
         self._build = None if form is None else form.build
         if bitmap is not None:
             self.count = len(bitmap)
+        elif labels is not None:
+            self.count = len(labels)
         else:
             assert form is not None
             self.count = form.count
 
     @property
     def bitmap(self) -> BitMap:
-        """The allowed labels (built on first use, for a column test)."""
+        """The allowed labels (built on first use, for a column test or a label array)."""
         if self._bitmap is None:
-            assert self._build is not None
-            self._bitmap = self._build()
+            if self._labels is not None:
+                self._bitmap = bitmap_of(self._labels)
+            else:
+                assert self._build is not None
+                self._bitmap = self._build()
         return self._bitmap
 
     @bitmap.setter
     def bitmap(self, value: BitMap) -> None:
-        self._bitmap, self.count = value, len(value)
+        self._bitmap, self._labels, self.count = value, None, len(value)
+
+    def sorted_labels(self) -> np.ndarray:
+        """The allowed labels as a sorted uint32 array (the check, if any, not applied)."""
+        if self._labels is not None:
+            return self._labels
+        return np.frombuffer(self.bitmap.to_array(), dtype=np.uint32)
 
     def contains(self, labels: np.ndarray) -> np.ndarray:
         """A boolean mask: which of `labels` (int64) are allowed (the check included)."""
@@ -114,6 +128,9 @@ def resolve_filter(coll: Collection, flt: Filter, *, force_exact: bool) -> Allow
         if form.count * coll.dim > coll.planner.exact_budget:
             return AllowedSet(None, True, None, time.perf_counter_ns() - t0, form=form)
         # Small enough to be scanned exactly (the planner's first test): the scan needs labels.
+        if form.sorted_labels is not None:
+            return AllowedSet(None, True, None, time.perf_counter_ns() - t0,
+                              labels=form.sorted_labels())
         return AllowedSet(form.build(), True, None, time.perf_counter_ns() - t0)
     bm, exact = allowed_superset(flt, ctx)
     check = None
@@ -238,7 +255,7 @@ def _exact(
             check = allowed.check
             allowed.bitmap = BitMap(lb for lb in allowed.bitmap if check(lb))
             allowed.exact, allowed.check = True, None
-        labels = np.frombuffer(allowed.bitmap.to_array(), dtype=np.uint32)
+        labels = allowed.sorted_labels()
     if labels.size == 0 or k == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
     found, scores = coll.exact_among(q, labels, k)

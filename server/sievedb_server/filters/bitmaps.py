@@ -78,11 +78,13 @@ def allowed_superset(flt: Filter, ctx: BitmapContext) -> tuple[BitMap, bool]:
 
 class ColumnForm(NamedTuple):
     """A filter as a column test (see index/column_filter.py): the test, the exact number of
-    labels passing it, and how to build their bitmap should a strategy need it."""
+    labels passing it, how to build their bitmap should a strategy need it and, where that is
+    cheaper than the bitmap, their sorted uint32 array (for the exact scan)."""
 
     test: ColumnFilter
     count: int
     build: Callable[[], BitMap]
+    sorted_labels: Callable[[], np.ndarray] | None = None
 
 
 def column_form(flt: Filter, ctx: BitmapContext) -> ColumnForm | None:
@@ -94,8 +96,10 @@ def column_form(flt: Filter, ctx: BitmapContext) -> ColumnForm | None:
     numeric = _single_range(flt.must, ctx)
     if numeric is not None:
         num, bounds = numeric
-        return ColumnForm(ColumnRange(num.column, bounds), num.count(*bounds),
-                          lambda: num.range(*bounds))
+        span = num._span(*bounds)  # once, for the count and whichever form is built
+        return ColumnForm(ColumnRange(num.column, bounds), num.count(*bounds, span),
+                          lambda: num.range(*bounds, span),
+                          lambda: num.sorted_labels(*bounds, span))
     cond = flt.must[0]
     if len(flt.must) != 1 or not isinstance(cond, Match | MatchAny | MatchExcept):
         return None
@@ -268,15 +272,20 @@ def _narrow_by_ranges(
 
 def _bounds(cond: Range) -> Bounds | None:
     """The tightest (lo, lo_incl, hi, hi_incl) of a range; None if it matches nothing."""
-    lo, lo_incl, hi, hi_incl = -np.inf, True, np.inf, True
-    for op, bound in cond.bounds():
+    lo, lo_incl, hi, hi_incl = -math.inf, True, math.inf, True
+    # (bound, is it a lower bound, inclusive); every search with a range comes through here.
+    for bound, lower, incl in ((cond.gt, True, False), (cond.gte, True, True),
+                               (cond.lt, False, False), (cond.lte, False, True)):
+        if bound is None:
+            continue
         value = number_of(bound)
         if value is None or math.isnan(value):  # a NaN bound matches nothing
             return None
-        if op in ("gt", "gte") and (value > lo or (value == lo and op == "gt")):
-            lo, lo_incl = value, op == "gte"
-        elif op in ("lt", "lte") and (value < hi or (value == hi and op == "lt")):
-            hi, hi_incl = value, op == "lte"
+        if lower:
+            if value > lo or (value == lo and not incl):
+                lo, lo_incl = value, incl
+        elif value < hi or (value == hi and not incl):
+            hi, hi_incl = value, incl
     return lo, lo_incl, hi, hi_incl
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +42,6 @@ import numpy as np
 from sievedb_server.core.types import FieldSpec, FieldType
 from sievedb_server.errors import InvalidAttributes, InvalidFilter, RequestTooLarge
 from sievedb_server.filters.model import (
-    Condition,
     Filter,
     Match,
     MatchAny,
@@ -223,12 +222,28 @@ _MATCH_TYPES: dict[FieldType, tuple[type, ...]] = {
 }
 
 
-def validate_filter(schema: Sequence[FieldSpec], flt: Filter | None) -> Filter | None:
-    """Return ``flt`` unchanged, or raise `InvalidFilter` for a type-incoherent condition."""
+def validate_filter(
+    schema: Sequence[FieldSpec] | Mapping[str, FieldType], flt: Filter | None
+) -> Filter | None:
+    """Return ``flt`` unchanged, or raise `InvalidFilter` for a type-incoherent condition.
+
+    `schema` is the field specs, or the same as a name → type mapping (`field_types`), which a
+    caller checking every request can keep."""
     if flt is None:
         return None
-    declared = {spec.name: spec.type for spec in schema}
-    for cond in _walk(flt):
+    _validate(flt, schema if isinstance(schema, Mapping) else field_types(schema))
+    return flt
+
+
+def field_types(schema: Sequence[FieldSpec]) -> dict[str, FieldType]:
+    return {spec.name: spec.type for spec in schema}
+
+
+def _validate(flt: Filter, declared: Mapping[str, FieldType]) -> None:
+    for cond in flt.conditions():
+        if isinstance(cond, Filter):
+            _validate(cond, declared)
+            continue
         key = cond.key
         ftype = declared.get(key) if key is not None else None
         if ftype is None:
@@ -237,15 +252,6 @@ def validate_filter(schema: Sequence[FieldSpec], flt: Filter | None) -> Filter |
             _check_match(cond, ftype)
         elif isinstance(cond, Range):
             _check_range(cond, ftype)
-    return flt
-
-
-def _walk(flt: Filter) -> Iterable[Condition]:
-    for cond in flt.conditions():
-        if isinstance(cond, Filter):
-            yield from _walk(cond)
-        else:
-            yield cond
 
 
 def _check_match(cond: Match | MatchAny | MatchExcept, ftype: FieldType) -> None:

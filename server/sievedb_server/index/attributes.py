@@ -235,10 +235,12 @@ class NumericIndex:
         left, right = self._span(lo, lo_incl, hi, hi_incl)
         return max(right - left, 0) + len(self.tail)
 
-    def count(self, lo: float, lo_incl: bool, hi: float, hi_incl: bool) -> int:
+    def count(self, lo: float, lo_incl: bool, hi: float, hi_incl: bool,
+              span: tuple[int, int] | None = None) -> int:
         """The exact number of labels in the range, by binary searches: the base's, less its
-        stale entries in the range, plus the tail's values in the range."""
-        left, right = self._span(lo, lo_incl, hi, hi_incl)
+        stale entries in the range, plus the tail's values in the range. `span`: the range's
+        `_span`, if the caller has it."""
+        left, right = span or self._span(lo, lo_incl, hi, hi_incl)
         n = max(right - left, 0)
         if not self.stale:
             return n
@@ -265,8 +267,9 @@ class NumericIndex:
         keep = ColumnRange(self.column, (lo, lo_incl, hi, hi_incl)).mask(labels.astype(np.int64))
         return BitMap(array.array("I", labels[keep].tobytes()))
 
-    def range(self, lo: float, lo_incl: bool, hi: float, hi_incl: bool) -> BitMap:
-        left, right = self._span(lo, lo_incl, hi, hi_incl)
+    def range(self, lo: float, lo_incl: bool, hi: float, hi_incl: bool,
+              span: tuple[int, int] | None = None) -> BitMap:
+        left, right = span or self._span(lo, lo_incl, hi, hi_incl)
         out = self._positions(left, right)
         if self.stale:
             out -= self.stale
@@ -274,6 +277,16 @@ class NumericIndex:
                 if (v > lo or (lo_incl and v == lo)) and (v < hi or (hi_incl and v == hi)):
                     out.add(label)
         return out
+
+    def sorted_labels(self, lo: float, lo_incl: bool, hi: float, hi_incl: bool,
+                      span: tuple[int, int] | None = None) -> np.ndarray:
+        """The range's labels as a sorted uint32 array: what an exact scan reads, without the
+        bitmap in between while the base has no stale entries."""
+        if self.stale:
+            return np.frombuffer(self.range(lo, lo_incl, hi, hi_incl, span).to_array(),
+                                 dtype=np.uint32)
+        left, right = span or self._span(lo, lo_incl, hi, hi_incl)
+        return np.sort(self.labels[left:max(left, right)].astype(np.uint32))
 
 
 class CodeColumn:
