@@ -310,3 +310,73 @@ def test_negative_zero_update_then_delete_leaves_no_numeric_key(tmp_path: Path) 
         assert eng.count("c", Filter(must=(Range(key="f", gte=-1.0, lte=1.0),))) == 0
     finally:
         eng.close()
+
+
+@st.composite
+def conjunctions(draw: st.DrawFn) -> Filter:
+    """Matches on posting fields and indexed ranges, ANDed: `bitmaps.conjunction_labels`."""
+    parts = []
+    for _ in range(draw(st.integers(2, 3))):
+        kind = draw(st.integers(0, 3))
+        if kind == 0:
+            parts.append(Match(draw(st.sampled_from(["cat", "tags"])),
+                               draw(st.sampled_from(CATS + TAGS))))
+        elif kind == 1:
+            parts.append(MatchAny("n", draw(st.lists(st.integers(0, 5), min_size=1,
+                                                     max_size=3))))
+        elif kind == 2:
+            lo, hi = sorted(draw(st.lists(st.integers(-1, 6), min_size=2, max_size=2)))
+            parts.append(Range(draw(st.sampled_from(["n", "f"])), gte=lo, lte=hi))
+        else:
+            a, b = sorted(draw(st.lists(st.sampled_from(TIMES), min_size=2, max_size=2)))
+            parts.append(Range("t", gt=a, lte=b))
+    return Filter(tuple(parts))
+
+
+CONJUNCTION_LABELS_TAKEN: list[bool] = []
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(attributes(), min_size=1, max_size=60),
+    st.lists(conjunctions(), min_size=1, max_size=6),
+    st.integers(0, 2**31),
+)
+def test_conjunction_labels_are_the_allowed_set(attrs, flts, seed) -> None:
+    rng = np.random.default_rng(seed)
+    n = len(attrs)
+    data = rng.normal(size=(n, DIM)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        eng = Engine(Path(tmp), sync=False, checkpoint_interval_s=3600)
+        try:
+            eng.create_collection(CollectionSpec("c", DIM, Metric.L2, schema=SCHEMA))
+            eng.upsert("c", list(range(n)), data, attrs)
+            # An update and a delete leave stale entries and a tail in the numeric indexes.
+            eng.upsert("c", [0], data[:1], [{**attrs[-1]}])
+            attrs = [{**attrs[-1]}, *attrs[1:]]
+            if n > 1:
+                eng.delete("c", [n - 1])
+                attrs = attrs[:-1]
+            coll = eng.collection("c")
+            ctx = bitmaps.BitmapContext(coll.attr_index, coll.live_bitmap, coll.labels_of_ids)
+            for flt in flts:
+                want = [i for i, a in enumerate(attrs) if matches(flt, i, a)]
+                labels = bitmaps.conjunction_labels(flt, ctx)
+                CONJUNCTION_LABELS_TAKEN.append(labels is not None)
+                if labels is not None:
+                    assert labels.dtype == np.uint32
+                    assert labels.tolist() == want, str(flt)  # labels are ids here
+                q = rng.normal(size=DIM).astype(np.float32)
+                expect, _ = oracle(data[: len(attrs)], attrs, list(range(len(attrs))), flt, q, 5)
+                got = eng.search("c", q, SearchParams(k=5, exact=True), flt)
+                assert [h.id for h in got.hits] == expect, str(flt)
+                assert eng.count("c", flt) == len(want)
+        finally:
+            eng.close()
+
+
+def test_conjunction_labels_path_was_taken() -> None:
+    """Guards the test above: the label path really answered some of its filters."""
+    if not CONJUNCTION_LABELS_TAKEN:
+        pytest.skip("runs after test_conjunction_labels_are_the_allowed_set")
+    assert any(CONJUNCTION_LABELS_TAKEN)

@@ -143,6 +143,9 @@ class Engine:
     def _get(self, name: str) -> Collection:
         if self._closed:
             raise ShuttingDown("the engine is shutting down")
+        coll = self._collections.get(name)  # a collection's own name (no alias shadows one)
+        if coll is not None:
+            return coll
         validate_collection_name(name)
         coll = self._collections.get(self.aliases.resolve(name))
         if coll is None:

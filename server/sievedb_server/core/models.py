@@ -310,6 +310,9 @@ _registries_lock = threading.Lock()
 
 
 def registry_of(coll: Collection) -> ModelRegistry:
+    reg = _registries.get(coll)  # every request asks: no lock once it exists
+    if reg is not None:
+        return reg
     with _registries_lock:
         reg = _registries.get(coll)
         if reg is None:

@@ -22,6 +22,7 @@ from sievedb_server.filters.bitmaps import (
     ColumnForm,
     allowed_superset,
     column_form,
+    conjunction_labels,
 )
 from sievedb_server.filters.model import Filter
 from sievedb_server.filters.planner import choose, fallback_after_short_postfilter
@@ -132,6 +133,10 @@ def resolve_filter(coll: Collection, flt: Filter, *, force_exact: bool) -> Allow
             return AllowedSet(None, True, None, time.perf_counter_ns() - t0,
                               labels=form.sorted_labels())
         return AllowedSet(form.build(), True, None, time.perf_counter_ns() - t0)
+    if (labels := conjunction_labels(flt, ctx)) is not None:
+        if len(labels) * coll.dim <= coll.planner.exact_budget:  # for the exact scan, as is
+            return AllowedSet(None, True, None, time.perf_counter_ns() - t0, labels=labels)
+        return AllowedSet(bitmap_of(labels), True, None, time.perf_counter_ns() - t0)
     bm, exact = allowed_superset(flt, ctx)
     check = None
     if not exact:

@@ -54,7 +54,9 @@ from sievedb_server.index.attributes import (
 )
 from sievedb_server.index.column_filter import Bounds, ColumnFilter, ColumnRange
 
-__all__ = ["BitmapContext", "ColumnForm", "allowed_superset", "column_form"]
+__all__ = [
+    "BitmapContext", "ColumnForm", "allowed_superset", "column_form", "conjunction_labels",
+]
 
 
 @dataclass
@@ -118,6 +120,37 @@ def column_form(flt: Filter, ctx: BitmapContext) -> ColumnForm | None:
     if test is None:
         return None
     return ColumnForm(test, count, lambda: _condition(cond, ctx)[0])
+
+
+def conjunction_labels(flt: Filter, ctx: BitmapContext) -> np.ndarray | None:
+    """The labels `flt` allows, as a sorted uint32 array, when it is a conjunction of matches
+    on posting fields and ranges on indexed numeric fields whose matches leave few candidates
+    (the same rule as `_narrow_by_ranges`): the ranges are read from their columns for those
+    candidates and no bitmap is built, which is what the exact scan of a small set wants.
+    None otherwise; `allowed_superset` answers every filter."""
+    if len(flt.must) < 2 or flt.should or flt.must_not:
+        return None
+    candidates: BitMap | None = None
+    ranges: list[tuple[NumericIndex, Bounds]] = []
+    for cond in flt.must:
+        indexed = _indexed_range(cond, ctx)
+        if indexed is not None:
+            ranges.append(indexed)
+            continue
+        spec = ctx.attrs.fields.get(cond.key) if isinstance(cond, Match | MatchAny) else None
+        if spec is None or spec.type not in POSTING_TYPES:
+            return None
+        bm, _ = _condition(cond, ctx)  # postings are exact
+        candidates = bm if candidates is None else candidates & bm
+    if candidates is None or not ranges:
+        return None
+    smallest = min(num.estimate(*bounds) for num, bounds in ranges)
+    if len(candidates) > min(AMONG_MAX_CANDIDATES, AMONG_BASE + AMONG_PER_LABEL * smallest):
+        return None
+    labels = np.frombuffer(candidates.to_array(), dtype=np.uint32)
+    for num, bounds in ranges:
+        labels = num.among_labels(labels, *bounds)
+    return labels
 
 
 def _single_range(

@@ -261,11 +261,15 @@ class NumericIndex:
               hi_incl: bool) -> BitMap:
         """The candidates whose value lies in the range (read from `column`)."""
         labels = np.frombuffer(candidates.to_array(), dtype=np.uint32)
+        return bitmap_of(self.among_labels(labels, lo, lo_incl, hi, hi_incl))
+
+    def among_labels(self, labels: np.ndarray, lo: float, lo_incl: bool, hi: float,
+                     hi_incl: bool) -> np.ndarray:
+        """The sorted uint32 `labels` whose value lies in the range (read from `column`)."""
         if native_scan.AVAILABLE:  # one pass in C++, no temporary arrays
-            kept = native_scan.column_among(self.column, labels, lo, lo_incl, hi, hi_incl)
-            return bitmap_of(kept)
+            return native_scan.column_among(self.column, labels, lo, lo_incl, hi, hi_incl)
         keep = ColumnRange(self.column, (lo, lo_incl, hi, hi_incl)).mask(labels.astype(np.int64))
-        return BitMap(array.array("I", labels[keep].tobytes()))
+        return labels[keep]
 
     def range(self, lo: float, lo_incl: bool, hi: float, hi_incl: bool,
               span: tuple[int, int] | None = None) -> BitMap:
