@@ -56,7 +56,7 @@ def _check_ranges(
         }
         assert set(index.range(lo, lo_incl, hi, hi_incl)) == want
         # The exact scan's form: sorted uint32 labels, with or without the caller's span.
-        span = index._span(lo, lo_incl, hi, hi_incl)
+        span = index.span(lo, lo_incl, hi, hi_incl)
         for got in (index.sorted_labels(lo, lo_incl, hi, hi_incl),
                     index.sorted_labels(lo, lo_incl, hi, hi_incl, span)):
             assert got.dtype == np.uint32 and got.tolist() == sorted(want)

@@ -98,7 +98,7 @@ def column_form(flt: Filter, ctx: BitmapContext) -> ColumnForm | None:
     numeric = _single_range(flt.must, ctx)
     if numeric is not None:
         num, bounds = numeric
-        span = num._span(*bounds)  # once, for the count and whichever form is built
+        span = num.span(*bounds)  # once, for the count and whichever form is built
         return ColumnForm(ColumnRange(num.column, bounds), num.count(*bounds, span),
                           lambda: num.range(*bounds, span),
                           lambda: num.sorted_labels(*bounds, span))
@@ -125,8 +125,8 @@ def column_form(flt: Filter, ctx: BitmapContext) -> ColumnForm | None:
 def conjunction_labels(flt: Filter, ctx: BitmapContext) -> np.ndarray | None:
     """The labels `flt` allows, as a sorted uint32 array, when it is a conjunction of matches
     on posting fields and ranges on indexed numeric fields whose matches leave few candidates
-    (the same rule as `_narrow_by_ranges`): the ranges are read from their columns for those
-    candidates and no bitmap is built, which is what the exact scan of a small set wants.
+    (`_reads_column`, as in `_narrow_by_ranges`): the ranges are read from their columns for
+    those candidates and no bitmap is built, which is what the exact scan of a small set wants.
     None otherwise; `allowed_superset` answers every filter."""
     if len(flt.must) < 2 or flt.should or flt.must_not:
         return None
@@ -144,8 +144,7 @@ def conjunction_labels(flt: Filter, ctx: BitmapContext) -> np.ndarray | None:
         candidates = bm if candidates is None else candidates & bm
     if candidates is None or not ranges:
         return None
-    smallest = min(num.estimate(*bounds) for num, bounds in ranges)
-    if len(candidates) > min(AMONG_MAX_CANDIDATES, AMONG_BASE + AMONG_PER_LABEL * smallest):
+    if not _reads_column(len(candidates), min(num.estimate(*b) for num, b in ranges)):
         return None
     labels = np.frombuffer(candidates.to_array(), dtype=np.uint32)
     for num, bounds in ranges:
@@ -270,6 +269,11 @@ AMONG_MAX_CANDIDATES = 4_000 if native_scan.AVAILABLE else 2_000
 AMONG_BASE, AMONG_PER_LABEL = 1_000, 5
 
 
+def _reads_column(candidates: int, range_size: int) -> bool:
+    """Whether a range is read from its column for `candidates` labels rather than built."""
+    return candidates <= min(AMONG_MAX_CANDIDATES, AMONG_BASE + AMONG_PER_LABEL * range_size)
+
+
 def _indexed_range(cond: Condition, ctx: BitmapContext) -> tuple[NumericIndex, Bounds] | None:
     """(numeric index, bounds) when `cond` is a satisfiable range on an indexed numeric field
     (of its kind: datetime bounds for a datetime field, numbers for the others); else None."""
@@ -295,8 +299,7 @@ def _narrow_by_ranges(
     for num, bounds in ranges:
         if result is None:
             result = num.range(*bounds)
-        elif len(result) <= min(AMONG_MAX_CANDIDATES,
-                                AMONG_BASE + AMONG_PER_LABEL * num.estimate(*bounds)):
+        elif _reads_column(len(result), num.estimate(*bounds)):
             result = num.among(result, *bounds)
         else:
             result = result & num.range(*bounds)

@@ -223,7 +223,7 @@ class NumericIndex:
             level += 1
         return out
 
-    def _span(self, lo: float, lo_incl: bool, hi: float, hi_incl: bool) -> tuple[int, int]:
+    def span(self, lo: float, lo_incl: bool, hi: float, hi_incl: bool) -> tuple[int, int]:
         """The sorted base's positions [left, right) of values in the range (the method form
         of searchsorted: a third of np.searchsorted's call overhead)."""
         values = self.values
@@ -232,15 +232,15 @@ class NumericIndex:
 
     def estimate(self, lo: float, lo_incl: bool, hi: float, hi_incl: bool) -> int:
         """The number of values in the range, give or take the unsorted tail."""
-        left, right = self._span(lo, lo_incl, hi, hi_incl)
+        left, right = self.span(lo, lo_incl, hi, hi_incl)
         return max(right - left, 0) + len(self.tail)
 
     def count(self, lo: float, lo_incl: bool, hi: float, hi_incl: bool,
               span: tuple[int, int] | None = None) -> int:
         """The exact number of labels in the range, by binary searches: the base's, less its
         stale entries in the range, plus the tail's values in the range. `span`: the range's
-        `_span`, if the caller has it."""
-        left, right = span or self._span(lo, lo_incl, hi, hi_incl)
+        `span`, if the caller has it."""
+        left, right = span or self.span(lo, lo_incl, hi, hi_incl)
         n = max(right - left, 0)
         if not self.stale:
             return n
@@ -273,7 +273,7 @@ class NumericIndex:
 
     def range(self, lo: float, lo_incl: bool, hi: float, hi_incl: bool,
               span: tuple[int, int] | None = None) -> BitMap:
-        left, right = span or self._span(lo, lo_incl, hi, hi_incl)
+        left, right = span or self.span(lo, lo_incl, hi, hi_incl)
         out = self._positions(left, right)
         if self.stale:
             out -= self.stale
@@ -289,7 +289,7 @@ class NumericIndex:
         if self.stale:
             return np.frombuffer(self.range(lo, lo_incl, hi, hi_incl, span).to_array(),
                                  dtype=np.uint32)
-        left, right = span or self._span(lo, lo_incl, hi, hi_incl)
+        left, right = span or self.span(lo, lo_incl, hi, hi_incl)
         return np.sort(self.labels[left:max(left, right)].astype(np.uint32))
 
 
