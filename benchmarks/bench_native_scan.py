@@ -8,13 +8,18 @@ For each allowed-set size (a random sorted subset of the labels) every query is 
 * `numpy` — `index.exact.topk_among`: gather the rows (`np.take`), mat-vec, partition; above
   half the labels, a mat-vec over the contiguous prefix instead of the gather;
 * `native` — `index.native_scan.topk_among`: each allowed row scored where it lies (C++,
-  16 partial sums per dot product, the next rows prefetched), top-k kept by selection.
+  16 partial sums per dot product, the next rows prefetched), top-k kept by selection;
+* `sq8` — `index.native_scan.topk_among_sq8`: the same answer from each row's 8-bit codes
+  (`vectors.sq8_encode`, a quarter of the bytes) with a proven error bound, rescoring from
+  float32 only the rows that can still make the top k (`rescored` is their share). What the
+  server runs from `native_scan.SQ8_MIN_ROWS` allowed rows up.
 
 Variants alternate per query (the order rotated), so slow spells of the machine hit both, and
 every timed call gets its own random allowed set, so its rows come from memory rather than
 from the cache the previous call filled (as in a stream of queries with different filters).
-Medians in microseconds; `mismatches` counts queries whose top-k labels differ (float
-rounding can swap near-ties; must stay ~0).
+Medians in microseconds; `mismatches` counts queries whose top-k labels differ between numpy
+and native (float rounding can swap near-ties; must stay ~0); `sq8_mismatches` those where
+sq8 differs from native in labels or scores at all (must be 0: it is exact by construction).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from sievedb_server.core.types import Metric
 from sievedb_server.index import exact, native_scan
+from sievedb_server.index.vectors import sq8_encode
 
 from benchmarks.harness import command_line, environment, markdown_table, write_results
 
@@ -54,15 +60,26 @@ def main() -> None:
     def run_native(labels: np.ndarray, q: np.ndarray) -> np.ndarray:
         return native_scan.topk_among(base, labels, q, args.k, l2=False)[0]
 
-    variants = {"numpy": run_numpy, "native": run_native}
+    codes, meta = sq8_encode(base)
+    share: list[float] = []
+
+    def run_sq8(labels: np.ndarray, q: np.ndarray) -> np.ndarray:
+        found, _, rescored = native_scan.topk_among_sq8(base, codes, meta, labels, q, args.k,
+                                                        l2=False)
+        share.append(rescored / len(labels))
+        return found
+
+    variants = {"numpy": run_numpy, "native": run_native, "sq8": run_sq8}
     rows = []
     blas = threadpool_limits(1, user_api="blas")  # both on one thread, as the server runs them
     for size in (s for s in SIZES if s <= args.n):
         spent: dict[str, list[int]] = {v: [] for v in variants}
-        mismatches = 0
+        mismatches = sq8_mismatches = 0
+        share.clear()
+        names = list(variants)
         for i in range(args.queries):
             q = queries[i : i + 1]
-            order = list(variants) if i % 2 == 0 else list(reversed(variants))
+            order = names[i % 3 :] + names[: i % 3]
             for name in order:
                 # A fresh allowed set per call: its rows come from memory, as in a stream of
                 # queries with different filters (the same set twice would find them cached).
@@ -73,6 +90,10 @@ def main() -> None:
             # Same answer on one more set (timed calls above use different sets).
             labels = np.sort(rng.choice(args.n, size, replace=False)).astype(np.uint32)
             mismatches += not np.array_equal(run_numpy(labels, q), run_native(labels, q))
+            plain = native_scan.topk_among(base, labels, q, args.k, l2=False)
+            sq8 = native_scan.topk_among_sq8(base, codes, meta, labels, q, args.k, l2=False)
+            sq8_mismatches += not (np.array_equal(plain[0], sq8[0])
+                                   and np.array_equal(plain[1], sq8[1]))
         med = {v: float(np.median(spent[v])) / 1e3 for v in variants}
         row = {
             "allowed": size,
@@ -80,6 +101,10 @@ def main() -> None:
             "native_us": med["native"],
             "speedup": med["numpy"] / med["native"],
             "mismatches": mismatches,
+            "sq8_us": med["sq8"],
+            "sq8_speedup": med["native"] / med["sq8"],
+            "rescored": float(np.mean(share)),
+            "sq8_mismatches": sq8_mismatches,
         }
         rows.append(row)
         print(row, flush=True)
@@ -95,10 +120,14 @@ def main() -> None:
             "environment": environment(),
         },
         "\nPer-query median microseconds, k=10, cosine (dot product on unit vectors), one "
-        "thread (numpy's BLAS limited to one, as `sievedb serve` does by default); the two variants alternate per query, each call on a fresh random allowed set "
-        "(rows not in cache). `speedup` = numpy / native. "
-        "`mismatches`: queries whose top-k labels differ (must be ~0).\n\n"
-        + markdown_table(rows, ["allowed", "numpy_us", "native_us", "speedup", "mismatches"]),
+        "thread (numpy's BLAS limited to one, as `sievedb serve` does by default); the "
+        "variants alternate per query, each call on a fresh random allowed set (rows not in "
+        "cache). `speedup` = numpy / native; `sq8_speedup` = native / sq8; `rescored`: the "
+        "share of allowed rows sq8 rescored from float32. `mismatches`: queries whose top-k "
+        "labels differ between numpy and native (must be ~0); `sq8_mismatches`: queries where "
+        "sq8's labels or scores differ from native's at all (must be 0).\n\n"
+        + markdown_table(rows, ["allowed", "numpy_us", "native_us", "speedup", "mismatches",
+                                "sq8_us", "sq8_speedup", "rescored", "sq8_mismatches"]),
     )
 
 

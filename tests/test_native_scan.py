@@ -201,3 +201,101 @@ def test_numeric_ids_match_the_label_map_or_defer_to_it() -> None:
     for odd in ([3, 40], [3, 5], [3, 63], [3, 64], [-1]):  # string id, dead, no id, past, < 0
         assert native_scan.numeric_ids(np.array(odd, np.int64), ids.num, ids.is_num, live) is None
     assert native_scan.numeric_ids(np.empty(0, np.int64), ids.num, ids.is_num, live) == []
+
+
+# -- the SQ8 scan: codes first, float32 rescoring of the rows that can still make the top k --
+
+
+def _awkward_rows(rng: np.random.Generator, n: int, dim: int, kind: str) -> np.ndarray:
+    """Rows that stress the bound: repeats (exact ties), wild magnitudes, coarse grids,
+    zeros and single spikes (one large coordinate, the rest small)."""
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    if kind == "repeats":
+        x = x[rng.integers(0, max(1, n // 8), n)]
+    elif kind == "magnitudes":
+        x *= rng.lognormal(0.0, 4.0, (n, 1)).astype(np.float32)
+    elif kind == "grid":
+        x = np.round(x * 2) / 2
+    elif kind == "spikes":
+        x *= 1e-3
+        x[np.arange(n), rng.integers(0, dim, n)] = rng.choice([-50.0, 50.0], n)
+        x[rng.random(n) < 0.1] = 0.0
+    elif kind == "unit":
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 700),
+    dim=st.sampled_from([1, 3, 16, 37, 128]),
+    k=st.integers(1, 40),
+    kind=st.sampled_from(["plain", "repeats", "magnitudes", "grid", "spikes", "unit"]),
+    l2=st.booleans(),
+)
+def test_sq8_scan_returns_exactly_the_plain_scans_answer(
+    seed: int, n: int, dim: int, k: int, kind: str, l2: bool
+) -> None:
+    from sievedb_server.index.vectors import sq8_encode
+
+    rng = np.random.default_rng(seed)
+    data = _awkward_rows(rng, n, dim, kind)
+    codes, meta = sq8_encode(data)
+    labels = np.sort(rng.choice(n, int(rng.integers(1, n + 1)), replace=False)).astype(np.uint32)
+    qs = rng.standard_normal((3, dim)).astype(np.float32)
+    qs[0] = data[labels[0]]  # a query on a stored row: many near-equal scores around it
+    want = native_scan.topk_among(data, labels, qs, k, l2=l2)
+    got_labels, got_scores, rescored = native_scan.topk_among_sq8(
+        data, codes, meta, labels, qs, k, l2=l2
+    )
+    # Identical, not close: same rows, same float32 scores, same order and tie-breaks.
+    np.testing.assert_array_equal(got_labels, want[0])
+    np.testing.assert_array_equal(got_scores, want[1])
+    assert min(k, len(labels)) * len(qs) <= rescored <= len(labels) * len(qs)
+
+
+def test_sq8_codes_bound_the_error_they_claim() -> None:
+    from sievedb_server.index.vectors import sq8_encode
+
+    rng = np.random.default_rng(5)
+    data = _awkward_rows(rng, 2000, 64, "magnitudes")
+    codes, meta = sq8_encode(data)
+    approx = codes.astype(np.float64) * meta[:, :1].astype(np.float64)
+    resid = np.linalg.norm(data.astype(np.float64) - approx, axis=1)
+    assert np.all(resid <= meta[:, 1]) and np.all(np.abs(codes) <= 127)
+    zeros = sq8_encode(np.zeros((2, 8), dtype=np.float32))
+    assert not zeros[0].any() and not zeros[1].any()  # no scale, no codes, no error
+
+
+def test_sq8_scan_spares_most_float32_rows_on_clustered_data() -> None:
+    """The point of the codes: on embedding-like data only a few rows are rescored."""
+    from sievedb_server.index.vectors import sq8_encode
+
+    rng = np.random.default_rng(9)
+    centres = rng.standard_normal((20, 128))
+    data = (centres[rng.integers(0, 20, 5000)] + 0.5 * rng.standard_normal((5000, 128)))
+    data = (data / np.linalg.norm(data, axis=1, keepdims=True)).astype(np.float32)
+    codes, meta = sq8_encode(data)
+    labels = np.arange(0, 5000, 3, dtype=np.uint32)
+    q = data[7:8]
+    _, _, rescored = native_scan.topk_among_sq8(data, codes, meta, labels, q, 10, l2=False)
+    assert rescored < len(labels) // 4
+
+
+def test_sq8_scan_refuses_codes_that_do_not_cover_the_rows(data: np.ndarray) -> None:
+    from sievedb_server.index.vectors import sq8_encode
+
+    codes, meta = sq8_encode(data)
+    labels = np.array([0, 1], dtype=np.uint32)
+    with pytest.raises(ValueError, match="cover"):
+        native_scan.topk_among_sq8(data, codes[:10], meta[:10], labels, data[:1], 1, l2=False)
+    with pytest.raises(ValueError, match="int8"):
+        native_scan.topk_among_sq8(data, codes.astype(np.int16), meta, labels, data[:1], 1,
+                                   l2=False)
+    with pytest.raises(IndexError, match="beyond"):
+        native_scan.topk_among_sq8(data, codes, meta, np.array([N], dtype=np.uint32),
+                                   data[:1], 1, l2=False)
+    got, _, _ = native_scan.topk_among_sq8(data, codes, meta, np.empty(0, dtype=np.uint32),
+                                           data[:1], 5, l2=False)
+    assert got.shape == (1, 0)

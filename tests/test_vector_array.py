@@ -62,3 +62,26 @@ def test_a_failed_write_through_keeps_the_row_and_blocks_the_checkpoint(
     with pytest.raises(OSError):
         va.close()
     assert va._fd is None  # closed all the same
+
+
+def test_sq8_codes_follow_every_write_growth_and_reopen(tmp_path: Path) -> None:
+    """The in-memory SQ8 mirror is always the encoding of the float32 rows (the exact scan
+    relies on its error bound), through writes, growth and a reopen from the file."""
+    path = tmp_path / "vectors.f32"
+    va = VectorArray(path, DIM, 10, keep_sqnorms=False)
+
+    def agrees(arr: VectorArray) -> None:
+        codes, meta = vectors_module.sq8_encode(arr.data)
+        np.testing.assert_array_equal(arr.codes, codes)
+        np.testing.assert_array_equal(arr.code_meta, meta)
+
+    va.write(np.arange(10), rows(10, 1))
+    va.write(np.array([3, 3, 8]), rows(3, 2))  # a repeated label: the last row wins
+    agrees(va)
+    va.ensure_capacity(3000)
+    va.write(np.array([2999]), rows(1, 3))
+    agrees(va)
+    va.close()
+    again = VectorArray(path, DIM, 3000, keep_sqnorms=False)
+    agrees(again)
+    again.close()

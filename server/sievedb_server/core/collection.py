@@ -867,9 +867,15 @@ class Collection:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k of each query among `labels` (sorted, live); caller holds the read lock."""
         if native_scan.AVAILABLE:  # scored in place: no gather, one call
-            return native_scan.topk_among(
-                self.vectors.data, labels, queries, k, l2=self.metric is Metric.L2
-            )
+            vecs = self.vectors
+            if len(labels) >= native_scan.SQ8_MIN_ROWS:  # codes first, then the few that matter
+                found, scores, _ = native_scan.topk_among_sq8(
+                    vecs.data, vecs.codes, vecs.code_meta, labels, queries, k,
+                    l2=self.metric is Metric.L2,
+                )
+                return found, scores
+            return native_scan.topk_among(vecs.data, labels, queries, k,
+                                          l2=self.metric is Metric.L2)
         return topk_among(self.vectors.data, labels, queries, k, self.metric, self.vectors.sqnorms)
 
     def _materialise(

@@ -431,7 +431,9 @@ class Engine:
         arr = np.asarray(vector)
         if arr.ndim != 1:
             raise InvalidVector(f"a query vector must be 1-dimensional, got shape {arr.shape}")
-        coll, queries = self._checked_queries(name, arr[None, :], params, model)
+        coll = self._get(name)
+        self._check_params(params)
+        queries = self._prepared(coll, arr[None, :], model)
         return coll.search_one(queries[0], params, self._check_filter(coll, filter),
                                on_plan=self._on_plan(coll))
 
@@ -464,16 +466,28 @@ class Engine:
         """The collection, and the queries checked, adapted for `model` and, for cosine,
         normalised; or the error for the request's parameters."""
         coll = self._get(name)
-        params.validate()
-        self.limits.check("max_k", params.k)
-        if params.ef is not None:
-            self.limits.check("max_ef", params.ef)
+        self._check_params(params)
+        return coll, self._prepared(coll, queries, model)
+
+    def _check_params(self, params: SearchParams) -> None:
+        """k and ef positive and within the limits (compared inline: every search asks)."""
+        limits, k, ef = self.limits, params.k, params.ef
+        if not 0 < k <= limits.max_k or (ef is not None and not 0 < ef <= limits.max_ef):
+            params.validate()
+            limits.check("max_k", k)
+            if ef is not None:
+                limits.check("max_ef", ef)
+
+    def _prepared(self, coll: Collection, queries: Any, model: str) -> np.ndarray:
+        """The queries as a checked float32 matrix: through the model's adapter, if it has
+        one, then checked and, for cosine, normalised (a NaN or Inf in a row stays one through
+        the adapter, so the row number holds)."""
         arr = as_matrix(queries, coll.dim, coll.name, "queries")
-        self.limits.check("max_batch_queries", arr.shape[0], "the number of queries in the request")
-        # Through the model's adapter, if it has one; then checked and, for cosine, normalised
-        # (a NaN or Inf in a row stays one through the adapter, so the row number holds).
+        if arr.shape[0] > self.limits.max_batch_queries:
+            self.limits.check("max_batch_queries", arr.shape[0],
+                              "the number of queries in the request")
         arr = prepare_queries(coll, model, arr)
-        return coll, checked_queries(arr, cosine=coll.metric is Metric.COSINE)
+        return checked_queries(arr, cosine=coll.metric is Metric.COSINE)
 
     def _on_plan(self, coll: Collection) -> Callable[[Plan, bool], None] | None:
         """The per-query plan callback for the observers (metrics), if there are any."""

@@ -11,7 +11,12 @@ __all__ = ["RWLock"]
 
 class _ReadSide:
     """`with lock.read():` — a plain context manager (a generator-based one costs more, and
-    every search takes this lock)."""
+    every search takes this lock).
+
+    Uncontended, a reader takes the condition's mutex directly (the C lock, not the
+    Condition's Python-level `__enter__`) and wakes nobody: only a waiting writer needs the
+    last reader's notification, and writers register under the same mutex before they wait.
+    """
 
     __slots__ = ("_lock",)
 
@@ -20,22 +25,23 @@ class _ReadSide:
 
     def __enter__(self) -> None:
         lock = self._lock
-        with lock._cond:
+        with lock._mutex:
             while lock._writer or lock._writers_waiting:
                 lock._cond.wait()
             lock._readers += 1
 
     def __exit__(self, *exc: object) -> None:
         lock = self._lock
-        with lock._cond:
+        with lock._mutex:
             lock._readers -= 1
-            if lock._readers == 0:
+            if lock._readers == 0 and lock._writers_waiting:
                 lock._cond.notify_all()
 
 
 class RWLock:
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0

@@ -143,6 +143,167 @@ py::tuple topk_among(const py::array& data, const py::array& labels, const py::a
     return py::make_tuple(out_labels, out_scores);
 }
 
+// The same top-k as `topk_among`, reading a row's 8-bit codes first (scalar quantisation,
+// SQ8: a quarter of the float32 row's bytes). Row x is stored as scale·c (int8 c, per-row
+// scale) with an error bound err ≥ ‖x − scale·c‖ plus float slack (index/vectors.py). For
+// each allowed row the codes give an approximate score and an interval that surely holds
+// the float32 score `topk_among` computes: a dot product moves by at most ‖q‖·err (Cauchy–
+// Schwarz), a euclidean distance by at most err (triangle inequality). The k-th best
+// interval end bounds the k-th best score; only rows whose interval reaches it are scored
+// from their float32 row, with the same kernel, ties and order as `topk_among`. So the answer
+// is identical: every row that could be in the top k, or tie with its last, is rescored, and
+// the others are provably worse. It reads about a quarter of the memory when few intervals
+// reach the bound, which is the usual case (the exact scan is bound by memory, not flops).
+
+SIEVEDB_SIMD_CLONES float dot_codes(const std::int8_t* c, const float* q, std::size_t d) {
+    float acc[kLanes] = {};
+    std::size_t j = 0;
+    for (; j + kLanes <= d; j += kLanes) {
+        for (std::size_t l = 0; l < kLanes; ++l) acc[l] += q[j + l] * static_cast<float>(c[j + l]);
+    }
+    float s = 0.0f;
+    for (; j < d; ++j) s += q[j] * static_cast<float>(c[j]);
+    for (std::size_t l = 0; l < kLanes; ++l) s += acc[l];
+    return s;
+}
+
+SIEVEDB_SIMD_CLONES float squared_l2_codes(const std::int8_t* c, float scale, const float* q,
+                                           std::size_t d) {
+    float acc[kLanes] = {};
+    std::size_t j = 0;
+    for (; j + kLanes <= d; j += kLanes) {
+        for (std::size_t l = 0; l < kLanes; ++l) {
+            const float t = q[j + l] - scale * static_cast<float>(c[j + l]);
+            acc[l] += t * t;
+        }
+    }
+    float s = 0.0f;
+    for (; j < d; ++j) {
+        const float t = q[j] - scale * static_cast<float>(c[j]);
+        s += t * t;
+    }
+    for (std::size_t l = 0; l < kLanes; ++l) s += acc[l];
+    return s;
+}
+
+inline void prefetch_bytes(const void* p, std::size_t n) {
+    const char* b = static_cast<const char*>(p);
+    for (std::size_t off = 0; off < n; off += 64) __builtin_prefetch(b + off);
+}
+
+// codes: int8 (rows, d); meta: float32 (rows, 2) = (scale, err) per row. Returns the same as
+// topk_among(data, labels, queries, k, l2), and the number of rows rescored from float32.
+py::tuple topk_among_sq8(const py::array& data, const py::array& codes, const py::array& meta,
+                         const py::array& labels, const py::array& queries, std::size_t k,
+                         bool l2) {
+    require<float>(data, "data", 2, "float32");
+    require<std::int8_t>(codes, "codes", 2, "int8");
+    require<float>(meta, "meta", 2, "float32");
+    require<std::uint32_t>(labels, "labels", 1, "uint32");
+    require<float>(queries, "queries", 2, "float32");
+    const std::size_t rows = static_cast<std::size_t>(data.shape(0));
+    const std::size_t d = static_cast<std::size_t>(data.shape(1));
+    const std::size_t nq = static_cast<std::size_t>(queries.shape(0));
+    const std::size_t n = static_cast<std::size_t>(labels.shape(0));
+    if (static_cast<std::size_t>(queries.shape(1)) != d ||
+        static_cast<std::size_t>(codes.shape(1)) != d) {
+        throw std::invalid_argument("queries, codes and data differ in dimension");
+    }
+    if (static_cast<std::size_t>(codes.shape(0)) < rows ||
+        static_cast<std::size_t>(meta.shape(0)) < rows || meta.shape(1) != 2) {
+        throw std::invalid_argument("codes and meta must cover every row of data");
+    }
+    const auto* base = static_cast<const float*>(data.data());
+    const auto* cbase = static_cast<const std::int8_t*>(codes.data());
+    const auto* mbase = static_cast<const float*>(meta.data());
+    const auto* lab = static_cast<const std::uint32_t*>(labels.data());
+    const auto* qs = static_cast<const float*>(queries.data());
+    for (std::size_t i = 0; i < n; ++i) {
+        if (lab[i] >= rows) throw std::out_of_range("label beyond the vector array");
+    }
+    const std::size_t m = std::min(k, n);
+    py::array_t<std::int64_t> out_labels({nq, m});
+    py::array_t<float> out_scores({nq, m});
+    std::int64_t* ol = out_labels.mutable_data();
+    float* os = out_scores.mutable_data();
+    std::size_t rescored = 0;
+    // Relative float error of a d-term sum, doubled for margin (the stored err has its own).
+    const double rel = 2.0 * static_cast<double>(d + 32) * 0x1p-24;
+    constexpr std::size_t kCodesAhead = 8;
+    {
+        py::gil_scoped_release unlocked;
+        std::vector<double> lo(n), hi(n), his(n);
+        std::vector<Scored> scored;
+        std::vector<std::uint32_t> cand;
+        for (std::size_t qi = 0; qi < nq && m > 0; ++qi) {
+            const float* q = qs + qi * d;
+            double qn = 0.0;
+            for (std::size_t j = 0; j < d; ++j) qn += static_cast<double>(q[j]) * q[j];
+            qn = std::sqrt(qn);
+            // Pass 1: an interval [lo, hi] of each row's key (lower is closer) from its codes.
+            for (std::size_t i = 0; i < std::min(kCodesAhead, n); ++i) {
+                prefetch_bytes(cbase + static_cast<std::size_t>(lab[i]) * d, d);
+            }
+            for (std::size_t i = 0; i < n; ++i) {
+                if (i + kCodesAhead < n) {
+                    prefetch_bytes(cbase + static_cast<std::size_t>(lab[i + kCodesAhead]) * d, d);
+                }
+                const std::size_t r = lab[i];
+                const float scale = mbase[2 * r];
+                const double err = static_cast<double>(mbase[2 * r + 1]);
+                const std::int8_t* c = cbase + r * d;
+                if (l2) {
+                    const double a = squared_l2_codes(c, scale, q, d);
+                    const double near =
+                        std::max(0.0, std::sqrt(std::max(0.0, a * (1 - rel))) - err);
+                    const double far = std::sqrt(a * (1 + rel)) + err;
+                    lo[i] = near * near * (1 - rel);
+                    hi[i] = far * far * (1 + rel);
+                } else {
+                    const double a = static_cast<double>(scale) * dot_codes(c, q, d);
+                    const double e = qn * err * (1 + rel) + std::fabs(a) * rel;
+                    lo[i] = -a - e;
+                    hi[i] = -a + e;
+                }
+            }
+            // The k-th smallest upper end: k rows surely score at least that well.
+            std::copy(hi.begin(), hi.end(), his.begin());
+            std::nth_element(his.begin(), his.begin() + static_cast<std::ptrdiff_t>(m - 1),
+                             his.end());
+            const double bound = his[m - 1];
+            // Pass 2: rescore, from float32, every row whose interval reaches the bound.
+            cand.clear();
+            for (std::size_t i = 0; i < n; ++i) {
+                if (lo[i] <= bound) cand.push_back(lab[i]);
+            }
+            scored.resize(cand.size());
+            const std::size_t nc = cand.size();
+            for (std::size_t i = 0; i < std::min(kAhead, nc); ++i) {
+                prefetch_row(base + static_cast<std::size_t>(cand[i]) * d, d);
+            }
+            for (std::size_t i = 0; i < nc; ++i) {
+                if (i + kAhead < nc) {
+                    prefetch_row(base + static_cast<std::size_t>(cand[i + kAhead]) * d, d);
+                }
+                const float* row = base + static_cast<std::size_t>(cand[i]) * d;
+                scored[i] = {l2 ? squared_l2(row, q, d) : -dot(row, q, d), cand[i]};
+            }
+            rescored += scored.size();
+            const std::size_t mm = std::min(m, scored.size());  // == m: k rows reach the bound
+            if (mm < scored.size()) {
+                std::nth_element(scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(mm),
+                                 scored.end());
+            }
+            std::sort(scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(mm));
+            for (std::size_t j = 0; j < mm; ++j) {
+                ol[qi * m + j] = scored[j].second;
+                os[qi * m + j] = l2 ? scored[j].first : -scored[j].first;
+            }
+        }
+    }
+    return py::make_tuple(out_labels, out_scores, rescored);
+}
+
 // Checks query vectors in one pass and, for cosine, normalises them: (out, first bad row).
 // A row is bad if it holds NaN or Inf or, when normalising, if its squared norm (summed in
 // float64) is not a normal float32: zero, below FLT_MIN or above FLT_MAX. `out` is a float32
@@ -238,6 +399,11 @@ PYBIND11_MODULE(_native_scan, m) {
           "(nq, d) query: (labels int64 (nq, m), scores float32 (nq, m)), m = min(k, "
           "len(labels)), best first, ties by smaller label. Scores: dot product, or squared "
           "euclidean distance when `l2`.");
+    m.def("topk_among_sq8", &topk_among_sq8, py::arg("data"), py::arg("codes"),
+          py::arg("meta"), py::arg("labels"), py::arg("queries"), py::arg("k"), py::arg("l2"),
+          "`topk_among`'s answer, found by scoring each row's int8 `codes` (float32 `meta` per "
+          "row: scale, error bound) first and rescoring from `data` only the rows whose bound "
+          "reaches the k-th best: (labels, scores, rows rescored).");
     m.def("column_among", &column_among, py::arg("column"), py::arg("labels"), py::arg("lo"),
           py::arg("lo_incl"), py::arg("hi"), py::arg("hi_incl"),
           "The sorted uint32 `labels` whose float64 `column[label]` lies in the range (NaN and "

@@ -14,7 +14,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "checked_queries", "column_among", "numeric_ids", "topk_among"]
+__all__ = [
+    "AVAILABLE", "SQ8_MIN_ROWS", "checked_queries", "column_among", "numeric_ids", "topk_among",
+    "topk_among_sq8",
+]
 
 try:
     from sievedb_server import _native_scan as _ext
@@ -48,6 +51,34 @@ def topk_among(
         int(k),
         bool(l2),
     )
+
+
+# Below this many allowed rows the plain scan is used: the codes' pass and the rescoring cost
+# more than the float32 rows they spare (benchmarks/bench_native_scan.py).
+SQ8_MIN_ROWS = 100
+
+
+def topk_among_sq8(
+    data: np.ndarray,
+    codes: np.ndarray,
+    meta: np.ndarray,
+    labels: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    *,
+    l2: bool,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """`topk_among`'s exact answer, reading each row's SQ8 codes (`vectors.sq8_encode`) first
+    and rescoring from `data` only the rows that can still make the top k; plus how many
+    rows were rescored."""
+    ext = _require()
+    found, scores, rescored = ext.topk_among_sq8(
+        data, codes, meta,
+        np.ascontiguousarray(labels, dtype=np.uint32),
+        np.ascontiguousarray(queries, dtype=np.float32),
+        int(k), bool(l2),
+    )
+    return found, scores, int(rescored)
 
 
 def checked_queries(queries: np.ndarray, *, normalise: bool) -> tuple[np.ndarray, int]:
