@@ -264,6 +264,7 @@ def test_sq8_codes_bound_the_error_they_claim() -> None:
     approx = codes.astype(np.float64) * meta[:, :1].astype(np.float64)
     resid = np.linalg.norm(data.astype(np.float64) - approx, axis=1)
     assert np.all(resid <= meta[:, 1]) and np.all(np.abs(codes) <= 127)
+    assert np.all(np.linalg.norm(approx, axis=1) <= meta[:, 2])  # ‖x̂‖, rounded up
     zeros = sq8_encode(np.zeros((2, 8), dtype=np.float32))
     assert not zeros[0].any() and not zeros[1].any()  # no scale, no codes, no error
 

@@ -148,41 +148,22 @@ py::tuple topk_among(const py::array& data, const py::array& labels, const py::a
 // scale) with an error bound err ≥ ‖x − scale·c‖ plus float slack (index/vectors.py). For
 // each allowed row the codes give an approximate score and an interval that surely holds
 // the float32 score `topk_among` computes: a dot product moves by at most ‖q‖·err (Cauchy–
-// Schwarz), a euclidean distance by at most err (triangle inequality). The k-th best
+// Schwarz), a euclidean distance by at most err (triangle inequality). The query is coded the
+// same way, so the scan of the codes is an integer dot product, and the query's own error
+// widens each interval by ‖q − q̂‖·‖x̂‖ (‖x̂‖ is stored per row). The k-th best
 // interval end bounds the k-th best score; only rows whose interval reaches it are scored
 // from their float32 row, with the same kernel, ties and order as `topk_among`. So the answer
 // is identical: every row that could be in the top k, or tie with its last, is rescored, and
 // the others are provably worse. It reads about a quarter of the memory when few intervals
 // reach the bound, which is the usual case (the exact scan is bound by memory, not flops).
 
-SIEVEDB_SIMD_CLONES float dot_codes(const std::int8_t* c, const float* q, std::size_t d) {
-    float acc[kLanes] = {};
-    std::size_t j = 0;
-    for (; j + kLanes <= d; j += kLanes) {
-        for (std::size_t l = 0; l < kLanes; ++l) acc[l] += q[j + l] * static_cast<float>(c[j + l]);
-    }
-    float s = 0.0f;
-    for (; j < d; ++j) s += q[j] * static_cast<float>(c[j]);
-    for (std::size_t l = 0; l < kLanes; ++l) s += acc[l];
-    return s;
-}
-
-SIEVEDB_SIMD_CLONES float squared_l2_codes(const std::int8_t* c, float scale, const float* q,
+// Integer dot product of two code rows: exact in int32 for d < 133,000 (|c| <= 127).
+SIEVEDB_SIMD_CLONES std::int32_t dot_codes(const std::int8_t* a, const std::int8_t* b,
                                            std::size_t d) {
-    float acc[kLanes] = {};
-    std::size_t j = 0;
-    for (; j + kLanes <= d; j += kLanes) {
-        for (std::size_t l = 0; l < kLanes; ++l) {
-            const float t = q[j + l] - scale * static_cast<float>(c[j + l]);
-            acc[l] += t * t;
-        }
+    std::int32_t s = 0;
+    for (std::size_t j = 0; j < d; ++j) {
+        s += static_cast<std::int16_t>(a[j]) * static_cast<std::int16_t>(b[j]);
     }
-    float s = 0.0f;
-    for (; j < d; ++j) {
-        const float t = q[j] - scale * static_cast<float>(c[j]);
-        s += t * t;
-    }
-    for (std::size_t l = 0; l < kLanes; ++l) s += acc[l];
     return s;
 }
 
@@ -191,7 +172,7 @@ inline void prefetch_bytes(const void* p, std::size_t n) {
     for (std::size_t off = 0; off < n; off += 64) __builtin_prefetch(b + off);
 }
 
-// codes: int8 (rows, d); meta: float32 (rows, 2) = (scale, err) per row. Returns the same as
+// codes: int8 (rows, d); meta: float32 (rows, 3) = (scale, err, ‖x̂‖) per row. Returns the same as
 // topk_among(data, labels, queries, k, l2), and the number of rows rescored from float32.
 py::tuple topk_among_sq8(const py::array& data, const py::array& codes, const py::array& meta,
                          const py::array& labels, const py::array& queries, std::size_t k,
@@ -209,8 +190,9 @@ py::tuple topk_among_sq8(const py::array& data, const py::array& codes, const py
         static_cast<std::size_t>(codes.shape(1)) != d) {
         throw std::invalid_argument("queries, codes and data differ in dimension");
     }
+    if (d > 130000) throw std::invalid_argument("codes support dimensions up to 130,000");
     if (static_cast<std::size_t>(codes.shape(0)) < rows ||
-        static_cast<std::size_t>(meta.shape(0)) < rows || meta.shape(1) != 2) {
+        static_cast<std::size_t>(meta.shape(0)) < rows || meta.shape(1) != 3) {
         throw std::invalid_argument("codes and meta must cover every row of data");
     }
     const auto* base = static_cast<const float*>(data.data());
@@ -235,11 +217,27 @@ py::tuple topk_among_sq8(const py::array& data, const py::array& codes, const py
         std::vector<double> lo(n), hi(n), his(n);
         std::vector<Scored> scored;
         std::vector<std::uint32_t> cand;
+        std::vector<std::int8_t> qc(d);
         for (std::size_t qi = 0; qi < nq && m > 0; ++qi) {
             const float* q = qs + qi * d;
-            double qn = 0.0;
-            for (std::size_t j = 0; j < d; ++j) qn += static_cast<double>(q[j]) * q[j];
+            // The query's own codes (per-query scale, nearest integers) and their error rq:
+            // q·x̂ = q̂·x̂ + (q − q̂)·x̂, and |(q − q̂)·x̂| <= rq·‖x̂‖. Pass 1 is integer arithmetic.
+            double qn = 0.0, qmax = 0.0;
+            for (std::size_t j = 0; j < d; ++j) {
+                qn += static_cast<double>(q[j]) * q[j];
+                qmax = std::max(qmax, std::fabs(static_cast<double>(q[j])));
+            }
             qn = std::sqrt(qn);
+            const double sq = qmax / 127.0;
+            double rq = 0.0;
+            for (std::size_t j = 0; j < d; ++j) {
+                const double c = sq > 0 ? std::min(127.0, std::max(-127.0, std::nearbyint(q[j] / sq)))
+                                        : 0.0;
+                qc[j] = static_cast<std::int8_t>(c);
+                const double r = q[j] - sq * c;
+                rq += r * r;
+            }
+            rq = std::sqrt(rq) * (1 + rel);
             // Pass 1: an interval [lo, hi] of each row's key (lower is closer) from its codes.
             for (std::size_t i = 0; i < std::min(kCodesAhead, n); ++i) {
                 prefetch_bytes(cbase + static_cast<std::size_t>(lab[i]) * d, d);
@@ -249,19 +247,22 @@ py::tuple topk_among_sq8(const py::array& data, const py::array& codes, const py
                     prefetch_bytes(cbase + static_cast<std::size_t>(lab[i + kCodesAhead]) * d, d);
                 }
                 const std::size_t r = lab[i];
-                const float scale = mbase[2 * r];
-                const double err = static_cast<double>(mbase[2 * r + 1]);
-                const std::int8_t* c = cbase + r * d;
+                const double scale = mbase[3 * r];
+                const double err = mbase[3 * r + 1];
+                const double cn = mbase[3 * r + 2];  // ‖x̂‖, rounded up
+                const double a = scale * sq * dot_codes(cbase + r * d, qc.data(), d);  // q̂·x̂
+                const double spread = rq * cn + std::fabs(a) * rel;  // q·x̂ within a ± spread
                 if (l2) {
-                    const double a = squared_l2_codes(c, scale, q, d);
-                    const double near =
-                        std::max(0.0, std::sqrt(std::max(0.0, a * (1 - rel))) - err);
-                    const double far = std::sqrt(a * (1 + rel)) + err;
+                    // ‖q − x̂‖² = ‖q‖² − 2 q·x̂ + ‖x̂‖², then ‖q − x‖ within ‖q − x̂‖ ± err.
+                    const double slack = rel * (qn * qn + cn * cn + 2 * std::fabs(a));
+                    const double lo2 = qn * qn - 2 * (a + spread) + cn * cn * (1 - 0x1p-21) - slack;
+                    const double hi2 = qn * qn - 2 * (a - spread) + cn * cn + slack;
+                    const double near = std::max(0.0, std::sqrt(std::max(0.0, lo2)) - err);
+                    const double far = std::sqrt(std::max(0.0, hi2)) + err;
                     lo[i] = near * near * (1 - rel);
                     hi[i] = far * far * (1 + rel);
                 } else {
-                    const double a = static_cast<double>(scale) * dot_codes(c, q, d);
-                    const double e = qn * err * (1 + rel) + std::fabs(a) * rel;
+                    const double e = qn * err * (1 + rel) + spread;
                     lo[i] = -a - e;
                     hi[i] = -a + e;
                 }
@@ -402,7 +403,7 @@ PYBIND11_MODULE(_native_scan, m) {
     m.def("topk_among_sq8", &topk_among_sq8, py::arg("data"), py::arg("codes"),
           py::arg("meta"), py::arg("labels"), py::arg("queries"), py::arg("k"), py::arg("l2"),
           "`topk_among`'s answer, found by scoring each row's int8 `codes` (float32 `meta` per "
-          "row: scale, error bound) first and rescoring from `data` only the rows whose bound "
+          "row: scale, error bound, norm of the coded row) first and rescoring from `data` only the rows whose bound "
           "reaches the k-th best: (labels, scores, rows rescored).");
     m.def("column_among", &column_among, py::arg("column"), py::arg("labels"), py::arg("lo"),
           py::arg("lo_incl"), py::arg("hi"), py::arg("hi_incl"),

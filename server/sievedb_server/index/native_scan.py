@@ -55,7 +55,7 @@ def topk_among(
 
 # Below this many allowed rows the plain scan is used: the codes' pass and the rescoring cost
 # more than the float32 rows they spare (benchmarks/bench_native_scan.py).
-SQ8_MIN_ROWS = 100
+SQ8_MIN_ROWS = 128
 
 
 def topk_among_sq8(

@@ -41,28 +41,34 @@ __all__ = ["VectorArray", "sq8_encode"]
 
 
 def sq8_encode(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of float32 `vectors` (n, d) as int8 codes (n, d) and float32 (n, 2) meta.
+    """Rows of float32 `vectors` (n, d) as int8 codes (n, d) and float32 (n, 3) meta.
 
-    Row x is approximated by scale·c, with scale = max|x_i| / 127 (a float32) and c the
-    nearest integers; meta holds (scale, err) with err ≥ ‖x − scale·c‖₂ plus a float-rounding
-    slack of 2·(d + 32)·2⁻²³·‖x‖, computed in float64 and rounded up to float32. A dot
-    product with q computed from the codes is then within ‖q‖·err of the float32 one, and a
-    euclidean distance within err: what `topk_among_sq8` relies on to stay exact.
+    Row x is approximated by x̂ = scale·c, with scale = max|x_i| / 127 (a float32) and c the
+    nearest integers; meta holds (scale, err, ‖x̂‖) with err ≥ ‖x − x̂‖₂ plus a float-rounding
+    slack of 2·(d + 32)·2⁻²³·‖x‖, computed in float64 and rounded up to float32 (as is ‖x̂‖).
+    A dot product with q computed from the codes is then within ‖q‖·err of the float32 one,
+    and a euclidean distance within err: what `topk_among_sq8` relies on to stay exact.
     """
     x = np.asarray(vectors, dtype=np.float64)
-    n, d = x.shape
+    d = x.shape[1]
     scale = (np.abs(x).max(axis=1, initial=0.0) / 127.0).astype(np.float32)
     s = scale.astype(np.float64)[:, None]
     safe = np.where(s > 0, s, 1.0)
     codes = np.clip(np.rint(x / safe), -127, 127) * (s > 0)
-    resid = np.sqrt(np.einsum("ij,ij->i", x - codes * s, x - codes * s))
+    approx = codes * s
+    resid = np.sqrt(np.einsum("ij,ij->i", x - approx, x - approx))
     slack = 2.0 * (d + 32) * 2.0**-23 * np.sqrt(np.einsum("ij,ij->i", x, x))
-    bound = resid + slack
-    err = bound.astype(np.float32)
-    err = np.where(err < bound, np.nextafter(err, np.float32(np.inf)), err)  # rounded up
-    meta = np.empty((n, 2), dtype=np.float32)
-    meta[:, 0], meta[:, 1] = scale, err
+    meta = np.empty((x.shape[0], 3), dtype=np.float32)
+    meta[:, 0] = scale
+    meta[:, 1] = _rounded_up(resid + slack)
+    meta[:, 2] = _rounded_up(np.sqrt(np.einsum("ij,ij->i", approx, approx)))
     return codes.astype(np.int8), meta
+
+
+def _rounded_up(values: np.ndarray) -> np.ndarray:
+    """float64 → the nearest float32 at or above each value."""
+    out = values.astype(np.float32)
+    return np.where(out < values, np.nextafter(out, np.float32(np.inf)), out)
 
 
 class VectorArray:
@@ -83,7 +89,7 @@ class VectorArray:
         self.live = np.zeros(0, dtype=bool)
         self.sqnorms: np.ndarray | None = np.zeros(0, dtype=np.float32) if keep_sqnorms else None
         self.codes = np.zeros((0, dim), dtype=np.int8)  # SQ8 rows (sq8_encode)
-        self.code_meta = np.zeros((0, 2), dtype=np.float32)  # (scale, err) per row
+        self.code_meta = np.zeros((0, 3), dtype=np.float32)  # (scale, err, ‖x̂‖) per row
         try:
             self.ensure_capacity(max(capacity, 1024))
         except BaseException:
@@ -112,7 +118,7 @@ class VectorArray:
             os.ftruncate(fd, want)  # sparse: blocks come from _reserve, ahead of any write
         view = np.empty((new_cap, self.dim), dtype="<f4")
         codes = np.zeros((new_cap, self.dim), dtype=np.int8)
-        meta = np.zeros((new_cap, 2), dtype=np.float32)
+        meta = np.zeros((new_cap, 3), dtype=np.float32)
         if self.capacity:
             view[: self.capacity] = self._view
             view[self.capacity :] = 0.0
@@ -225,4 +231,4 @@ class VectorArray:
                 self._fd = None
             self._view = np.zeros((0, self.dim), dtype="<f4")
             self.codes = np.zeros((0, self.dim), dtype=np.int8)
-            self.code_meta = np.zeros((0, 2), dtype=np.float32)
+            self.code_meta = np.zeros((0, 3), dtype=np.float32)
