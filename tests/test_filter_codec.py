@@ -323,7 +323,7 @@ def test_client_imports_no_server_code() -> None:
 @SETTINGS
 @given(filters)
 def test_limit_checks_measure_the_tree_as_its_own_methods_do(flt: Filter) -> None:
-    from sievedb_server.filters.model import HasId, MatchAny, MatchExcept, _measure
+    from sievedb_server.filters.model import HasId, MatchAny, MatchExcept, measure
 
     def longest(f: Filter) -> int:
         out = 0
@@ -336,4 +336,4 @@ def test_limit_checks_measure_the_tree_as_its_own_methods_do(flt: Filter) -> Non
                 out = max(out, len(c.ids))
         return out
 
-    assert _measure(flt) == (flt.depth(), flt.size(), longest(flt))
+    assert measure(flt) == (flt.depth(), flt.size(), longest(flt))

@@ -744,7 +744,11 @@ class Collection:
         with self._index_lock.read():
             allowed = None if flt is None else resolve_filter(self, flt, force_exact=False)
             outcome = run_query(self, query, params, allowed)
-            result = self._answers(query[None, :], params, [outcome], [allowed])[0]
+            if (self.pending or params.with_attributes or params.with_vectors
+                    or params.explain):
+                result = self._answers(query[None, :], params, [outcome], [allowed])[0]
+            else:  # ids and scores only, nothing to merge or time: the common case
+                result = SearchResult(self._plain_hits(outcome.labels, outcome.scores))
         if on_plan is not None:
             on_plan(outcome.plan, flt is not None)
         return result
@@ -890,20 +894,13 @@ class Collection:
         try:
             plain = txn is None and vecs is None
             for qi in range(len(labels)):
+                if plain:
+                    results.append(SearchResult(self._plain_hits(labels[qi], scores[qi])))
+                    continue
                 row = np.ascontiguousarray(labels[qi], dtype=np.int64)
                 row_scores = np.asarray(scores[qi], dtype=np.float32).tolist()
-                if plain and native_scan.AVAILABLE:  # ids, if all numeric and live: one pass
-                    ids = native_scan.numeric_ids(
-                        row, self.ids.num, self.ids.is_num, self.vectors.live
-                    )
-                    if ids is not None:
-                        results.append(SearchResult(list(map(Hit, ids, row_scores))))
-                        continue
                 alive = self.vectors.live[row]
                 pids = self.ids.lookup(row)
-                if plain and alive.all():
-                    results.append(SearchResult(list(map(Hit, pids, row_scores))))
-                    continue
                 hits: list[Hit] = []
                 for j, label in enumerate(row.tolist()):
                     if not alive[j]:
@@ -918,6 +915,21 @@ class Collection:
             if txn is not None:
                 txn.abort()
         return results
+
+    def _plain_hits(self, labels: np.ndarray, scores: np.ndarray) -> list[Hit]:
+        """Hits with ids and scores only; a label deleted after the index answered is
+        dropped (caller holds the read lock)."""
+        row = np.ascontiguousarray(labels, dtype=np.int64)
+        row_scores = np.asarray(scores, dtype=np.float32).tolist()
+        if native_scan.AVAILABLE:  # ids, if all numeric and live: one pass
+            ids = native_scan.numeric_ids(row, self.ids.num, self.ids.is_num, self.vectors.live)
+            if ids is not None:
+                return list(map(Hit, ids, row_scores))
+        alive = self.vectors.live[row]
+        pids = self.ids.lookup(row)
+        if alive.all():
+            return list(map(Hit, pids, row_scores))
+        return [Hit(pid, score) for pid, score, ok in zip(pids, row_scores, alive.tolist()) if ok]
 
     # -- maintenance -----------------------------------------------------------------------
 

@@ -56,7 +56,7 @@ from sievedb_server.errors import (
     RequestTooLarge,
     ShuttingDown,
 )
-from sievedb_server.filters.model import Filter, check_limits
+from sievedb_server.filters.model import Filter, check_limits, measure
 from sievedb_server.filters.planner import DEFAULT_PLANNER, PlannerConfig
 from sievedb_server.filters.schema import (
     field_types,
@@ -221,9 +221,13 @@ class Engine:
         return coll.info()
 
     def _check_filter(self, coll: Collection, flt: Filter | None) -> Filter | None:
-        if flt is None or flt.is_empty():
+        if flt is None or not (flt.must or flt.should or flt.must_not):  # empty: no filter
             return None
-        check_limits(flt, self.limits)
+        depth, nodes, longest = measure(flt)
+        limits = self.limits
+        if (depth > limits.max_filter_depth or nodes > limits.max_filter_nodes
+                or longest > limits.max_match_values):
+            check_limits(flt, limits)  # raises, naming the limit
         cached = self._field_types.get(coll.name)
         if cached is None or cached[0] is not coll.spec:  # the schema is replaced when extended
             cached = self._field_types[coll.name] = (coll.spec, field_types(coll.spec.schema))

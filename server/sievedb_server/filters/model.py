@@ -49,6 +49,7 @@ __all__ = [
     "ValuesCount",
     "and_",
     "check_limits",
+    "measure",
     "not_",
     "or_",
     "value_key",
@@ -579,19 +580,19 @@ def not_(part: Condition) -> Filter:
 def check_limits(flt: Filter, limits: Limits = DEFAULT_LIMITS) -> Filter:
     """Return ``flt`` unchanged, or raise `RequestTooLarge` (RESOURCE_EXHAUSTED) naming the
     limit when it is nested too deep, has too many nodes, or lists too many values at once."""
-    depth, size, longest = _measure(flt)
+    depth, size, longest = measure(flt)
     limits.check("max_filter_depth", depth)
     limits.check("max_filter_nodes", size)
     limits.check("max_match_values", longest)
     return flt
 
 
-def _measure(flt: Filter) -> tuple[int, int, int]:
+def measure(flt: Filter) -> tuple[int, int, int]:
     """(depth(), size(), longest value/id list) in one walk of the tree (every request)."""
     depth, size, longest = 1, 1, 0
     for cond in flt.conditions():
         if isinstance(cond, Filter):
-            d, s, n = _measure(cond)
+            d, s, n = measure(cond)
             depth, size, longest = max(depth, d + 1), size + s, max(longest, n)
             continue
         listed = cond.values if isinstance(cond, MatchAny | MatchExcept) else (

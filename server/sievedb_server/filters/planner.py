@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "DEFAULT_PLANNER",
@@ -64,8 +65,9 @@ class PlannerConfig:
 DEFAULT_PLANNER = PlannerConfig()
 
 
-@dataclass(frozen=True)
-class PlanChoice:
+class PlanChoice(NamedTuple):
+    """(a tuple: every query makes one, and a frozen dataclass costs a setattr per field)"""
+
     strategy: str
     fetch: int = 0  # candidates to request from the graph (post-filter)
     ef: int = 0

@@ -250,7 +250,9 @@ class HnswIndex:
         """
         self.index.set_ef(max(ef, k))
         if column_filter is not None:
-            if native_filter.NATIVE and native_filter.runs_inline(_rows(queries), num_threads):
+            if native_filter.NATIVE and (
+                num_threads == 1 or native_filter.runs_inline(_rows(queries), num_threads)
+            ):
                 labels, dists = native_filter.knn_query_column(
                     self.index, queries, k, column_filter, num_threads
                 )
@@ -260,7 +262,9 @@ class HnswIndex:
             check = filter_fn
             filter_fn = lambda label: label in allowed and check(label)  # noqa: E731
         elif allowed is not None:
-            if native_filter.NATIVE and native_filter.runs_inline(_rows(queries), num_threads):
+            if native_filter.NATIVE and (
+                num_threads == 1 or native_filter.runs_inline(_rows(queries), num_threads)
+            ):
                 labels, dists = native_filter.knn_query(
                     self.index, queries, k, allowed, num_threads
                 )
